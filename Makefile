@@ -1,0 +1,34 @@
+# The two set-up commands of the README: `make suite` (the default scenario suite against the
+# bundled coordinator) and `make test` (lint, types, tests). Both install what they need first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup suite test lint type pytest clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+	$(BIN)/python -m harness.env.toxiproxy_binary ensure
+
+suite: setup
+	$(BIN)/harness suite
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check coordinator harness tests benchmarks
+	$(BIN)/ruff format --check coordinator harness tests benchmarks
+
+type: $(VENV)/.installed
+	$(BIN)/mypy
+
+pytest: setup
+	$(BIN)/pytest $(ARGS)
+
+test: lint type pytest
+
+clean:
+	rm -rf $(VENV) .tox .mypy_cache .ruff_cache .pytest_cache

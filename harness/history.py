@@ -1,0 +1,151 @@
+"""The history of a run: what clients did, what they observed, and what was broken when.
+
+As in Jepsen, an operation is recorded twice: once when invoked, once when its outcome is known
+(`ok`, `fail`, or `info` when the outcome is unknown, e.g. the connection dropped before the
+answer). Received messages and fault windows are recorded beside the operations. Checks read a
+history; they never drive the system. Times are seconds on the monotonic clock since the run
+started, so they are comparable across clients and faults of one run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+OpType = Literal["invoke", "ok", "fail", "info"]
+
+
+@dataclass(slots=True)
+class Op:
+    """One half of an operation: its invocation or its completion."""
+
+    index: int
+    process: str  # client id
+    type: OpType
+    f: str  # operation name: handshake, apply, get_changes, snapshot, http_snapshot, ping, ...
+    time: float
+    value: Any = None
+    error: str | None = None  # error code (or exception class) on fail/info
+    op_id: int = 0  # pairs the invoke with its completion
+
+
+@dataclass(slots=True)
+class Message:
+    """A frame a client received (or sent) on the wire, decoded as JSON."""
+
+    index: int
+    process: str
+    direction: Literal["recv", "send"]
+    type: str
+    time: float
+    payload: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Event:
+    """Something a client observed that is neither an operation nor a message: a connection
+    opened or closed (with its close code), a reconnect, a seq gap noticed."""
+
+    index: int
+    process: str
+    kind: str
+    time: float
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class FaultWindow:
+    """An interval during which a fault was in force. `end` is None while it still is."""
+
+    id: int
+    kind: str  # e.g. "latency", "s3-outage", "sigstop", "failpoint"
+    target: str  # proxy name, "s3", "coordinator", failpoint name
+    params: dict[str, Any]
+    start: float
+    end: float | None = None
+
+
+class History:
+    """Append-only record of one run. Not thread-safe by design: a run lives on one event loop."""
+
+    def __init__(self, clock: Any = None) -> None:
+        self._clock = clock or time.monotonic
+        self._t0 = self._clock()
+        self._index = itertools.count()
+        self._op_ids = itertools.count(1)
+        self.ops: list[Op] = []
+        self.messages: list[Message] = []
+        self.events: list[Event] = []
+        self.faults: list[FaultWindow] = []
+
+    def now(self) -> float:
+        """Seconds since the run started."""
+        return self._clock() - self._t0
+
+    # operations -----------------------------------------------------------------------------
+    def invoke(self, process: str, f: str, value: Any = None) -> Op:
+        op = Op(next(self._index), process, "invoke", f, self.now(), value, None, next(self._op_ids))
+        self.ops.append(op)
+        return op
+
+    def complete(
+        self, invoked: Op, type: OpType, value: Any = None, error: str | None = None
+    ) -> Op:
+        assert type != "invoke", "a completion is ok, fail or info"
+        op = Op(next(self._index), invoked.process, type, invoked.f, self.now(), value, error, invoked.op_id)
+        self.ops.append(op)
+        return op
+
+    # observations ---------------------------------------------------------------------------
+    def message(
+        self, process: str, direction: Literal["recv", "send"], payload: dict[str, Any]
+    ) -> Message:
+        msg = Message(next(self._index), process, direction, str(payload.get("type", "?")), self.now(), payload)
+        self.messages.append(msg)
+        return msg
+
+    def event(self, process: str, kind: str, **data: Any) -> Event:
+        ev = Event(next(self._index), process, kind, self.now(), data)
+        self.events.append(ev)
+        return ev
+
+    # faults ---------------------------------------------------------------------------------
+    def fault_started(self, kind: str, target: str, params: dict[str, Any]) -> FaultWindow:
+        window = FaultWindow(len(self.faults) + 1, kind, target, dict(params), self.now())
+        self.faults.append(window)
+        return window
+
+    def fault_ended(self, window: FaultWindow) -> None:
+        if window.end is None:
+            window.end = self.now()
+
+    # queries used by checks -----------------------------------------------------------------
+    def pairs(self) -> list[tuple[Op, Op | None]]:
+        """Each invocation with its completion (None when it never completed)."""
+        done = {op.op_id: op for op in self.ops if op.type != "invoke"}
+        return [(op, done.get(op.op_id)) for op in self.ops if op.type == "invoke"]
+
+    def received(self, type: str | None = None, process: str | None = None) -> list[Message]:
+        return [
+            m
+            for m in self.messages
+            if m.direction == "recv"
+            and (type is None or m.type == type)
+            and (process is None or m.process == process)
+        ]
+
+    def processes(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for item in itertools.chain(self.ops, self.messages, self.events):
+            seen.setdefault(item.process, None)
+        return list(seen)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ops": [asdict(o) for o in self.ops],
+            "messages": [asdict(m) for m in self.messages],
+            "events": [asdict(e) for e in self.events],
+            "faults": [asdict(w) for w in self.faults],
+        }

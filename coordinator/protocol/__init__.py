@@ -1,0 +1,1 @@
+"""Sync protocol v1 on the wire: encodings, change sets, messages and error codes."""

@@ -1,0 +1,587 @@
+"""CoordinatorService: sessions, handshake, apply / get changes, snapshots, broadcast, presence,
+heartbeat and graceful shutdown. No sockets: transports call `connect`, `handle_text` and
+`disconnect`, and drain each session's queue. Every handler answers its own failures with the
+specific code of PROTOCOL.md 3.4; nothing known ends as a generic error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from coordinator.clock import Clock
+from coordinator.config import CoordinatorConfig
+from coordinator.ops.failpoints import FailpointError, Failpoints
+from coordinator.ops.logging import EventLog
+from coordinator.ops.metrics import Metrics
+from coordinator.protocol import errors as E
+from coordinator.protocol import messages as M
+from coordinator.protocol.changes import ChangeSet, decode_change_sets
+from coordinator.protocol.encoding import decode_hlc, decode_site_id, encode_site_id
+from coordinator.protocol.errors import InvalidPayload, ProtocolError
+from coordinator.service.auth import Authenticator, Identity, valid_database_id
+from coordinator.service.databases import DatabaseRegistry, DatabaseState
+from coordinator.service.session import RateLimiter, Session
+from coordinator.service.snapshots import Checkpoint, decode_checkpoint, snapshot_chunks
+from coordinator.service.store_manager import StoreManager, StoreUnavailable
+from coordinator.storage.sqlite_store import ApplyOutcome, DatabaseStore
+
+Handler = Callable[[Session, dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class ApplyReport:
+    outcome: ApplyOutcome
+    seq: int | None
+
+
+class Persistence(Protocol):
+    """What the service needs from an object-store persistence (S3); None when local only."""
+
+    def record_batch(
+        self,
+        database_id: str,
+        client_site_id: str,
+        change_sets: list[dict[str, Any]],
+        applied: int,
+        skipped: int,
+        conflicts: int,
+    ) -> None: ...
+
+
+class CoordinatorService:
+    def __init__(
+        self,
+        config: CoordinatorConfig,
+        clock: Clock,
+        metrics: Metrics | None = None,
+        failpoints: Failpoints | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.metrics = metrics or Metrics()
+        self.failpoints = failpoints or Failpoints(
+            config.enable_failpoints, clock, self.metrics, config.failpoint_seed
+        )
+        self.log = EventLog()
+        self.auth = Authenticator(config.tokens, config.admin_token)
+        self.server_site_id = _load_server_site_id(config.data_path)
+        self.stores = StoreManager(
+            config.data_path / "stores",
+            config.max_open_stores,
+            config.idle_store_timeout_ms / 1000.0,
+            clock,
+            self.failpoints,
+            self.metrics,
+        )
+        self.databases = DatabaseRegistry()
+        self.sessions: dict[str, Session] = {}
+        self.persistence: Persistence | None = None
+        self.backend_state = "ok"
+        self.readiness_problems: list[str] = []  # e.g. a bad S3 configuration, said on /ready
+        self.accepting = False
+        self.shutting_down = False
+        self.started_at = clock.monotonic()
+        self.inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._no_sessions = asyncio.Event()
+        self._no_sessions.set()
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._handlers: dict[str, tuple[Handler, str]] = {
+            "handshake": (self._handshake, E.AUTH_FAILED),
+            "get_changes": (self._get_changes, E.GET_CHANGES_ERROR),
+            "apply_changes": (self._apply_changes, E.APPLY_CHANGES_ERROR),
+            "get_snapshot": (self._get_snapshot, E.SNAPSHOT_ERROR),
+            "resume_snapshot": (self._resume_snapshot, E.SNAPSHOT_ERROR),
+            "ping": (self._ping, E.MESSAGE_ERROR),
+        }
+
+    # lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.stores.start_cleanup()
+        self._heartbeat_task = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
+        self.accepting = True
+
+    @property
+    def ready(self) -> bool:
+        return self.accepting and not self.shutting_down
+
+    def not_ready_reasons(self) -> list[str]:
+        reasons = []
+        if self.shutting_down:
+            reasons.append("shutting down")
+        elif not self.accepting:
+            reasons.append("starting")
+        reasons.extend(self.readiness_problems)
+        return reasons
+
+    def refuse_reason(self) -> str | None:
+        """Why a new connection would be refused now, or None."""
+        if not self.accepting or self.shutting_down:
+            return "shutting down" if self.shutting_down else "starting"
+        if len(self.sessions) >= self.config.max_connections:
+            return f"connection limit ({self.config.max_connections}) reached"
+        return None
+
+    async def shutdown(self) -> None:
+        """Refuse new sessions, tell every session, let in-flight work finish up to the drain
+        deadline, close sockets with 1001, then close stores."""
+        if self.shutting_down:
+            return
+        self.shutting_down = True
+        deadline = self.clock.monotonic() + self.config.drain_timeout_ms / 1000.0
+        self.log.info("shutdown_started", sessions=len(self.sessions), inflight=self.inflight)
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            await asyncio.gather(self._heartbeat_task, return_exceptions=True)
+        notice = M.notice(
+            "SERVER_SHUTDOWN",
+            "critical",
+            "server",
+            "server is shutting down; reconnect later",
+            self.clock.now_ms(),
+            {"retryAfterMs": self.config.shutdown_retry_after_ms},
+        )
+        for session in list(self.sessions.values()):
+            session.offer(notice)
+        await self._wait_idle(deadline)
+        for session in list(self.sessions.values()):
+            session.close(E.CLOSE_GOING_AWAY, "server shutdown")
+        await self.stores.shutdown()
+        self.log.info("shutdown_complete", inflight=self.inflight)
+
+    async def all_sessions_gone(self) -> None:
+        await self._no_sessions.wait()
+
+    async def _wait_idle(self, deadline: float) -> None:
+        while self.inflight > 0:
+            remaining = deadline - self.clock.monotonic()
+            if remaining <= 0:
+                self.log.warning("drain_deadline_passed", inflight=self.inflight)
+                return
+            self._idle.clear()
+            waiter = asyncio.ensure_future(self._idle.wait())
+            sleeper = asyncio.ensure_future(self.clock.sleep(remaining))
+            await asyncio.wait({waiter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            sleeper.cancel()
+
+    def _begin(self) -> None:
+        self.inflight += 1
+
+    def _end(self) -> None:
+        self.inflight -= 1
+        if self.inflight == 0:
+            self._idle.set()
+
+    # sessions -----------------------------------------------------------------------------
+    def connect(self, remote: str) -> Session:
+        now = self.clock.monotonic()
+        session = Session(
+            connection_id=uuid.uuid4().hex,
+            remote=remote,
+            max_messages=self.config.send_queue_messages,
+            max_bytes=self.config.send_queue_bytes,
+            limiter=RateLimiter(
+                self.config.rate_limit_per_s,
+                self.config.rate_limit_burst,
+                float(self.config.rate_limit_burst),
+                now,
+            ),
+        )
+        self.sessions[session.connection_id] = session
+        self._no_sessions.clear()
+        self.metrics.connections.set(len(self.sessions))
+        self.metrics.connections_total.inc()
+        return session
+
+    async def disconnect(self, session: Session) -> None:
+        """The socket is gone: unregister first, then tell the others (a leave is announced only
+        once the session is really removed), then release the store."""
+        session.transport_gone()
+        if self.sessions.pop(session.connection_id, None) is None:
+            return
+        if not self.sessions:
+            self._no_sessions.set()
+        self.metrics.connections.set(len(self.sessions))
+        if session.database_id is not None:
+            remaining = self.databases.leave(session)
+            self.metrics.sessions.set(sum(len(s.sessions) for s in self.databases.all()))
+            if remaining is not None:
+                self._announce_presence(remaining)
+            self.stores.release(session.database_id)
+            self.log.info(
+                "session_end",
+                sessionId=session.connection_id,
+                databaseId=session.database_id,
+                siteId=session.site_id_text,
+            )
+
+    # dispatch -----------------------------------------------------------------------------
+    async def handle_text(self, session: Session, text: str) -> None:
+        session.last_seen_ms = self.clock.now_ms()
+        if len(text.encode()) > self.config.max_message_bytes:
+            self._fail(
+                session,
+                ProtocolError(E.MESSAGE_TOO_LARGE, f"message over {self.config.max_message_bytes} bytes"),
+            )
+            return
+        if not session.limiter.allow(self.clock.monotonic()):
+            self.metrics.rate_limited.inc()
+            self._fail(session, ProtocolError(E.RATE_LIMITED, "too many messages; slow down", fatal=False))
+            return
+        try:
+            message = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            self._fail(session, ProtocolError(E.MESSAGE_ERROR, "frame is not valid JSON", fatal=False))
+            return
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            self._fail(session, InvalidPayload("type", "a message is a JSON object with a string type"))
+            return
+        kind = message["type"]
+        self.metrics.messages_received.inc(type=kind if kind in self._handlers else "unknown")
+        entry = self._handlers.get(kind)
+        if entry is None:
+            self._fail(
+                session, ProtocolError(E.UNKNOWN_MESSAGE, f"unknown message type {kind[:64]!r}", fatal=False)
+            )
+            return
+        handler, failure_code = entry
+        if kind != "handshake" and not session.authenticated:
+            self._fail(session, ProtocolError(E.NOT_AUTHENTICATED, "handshake first", fatal=False))
+            return
+        self._begin()
+        try:
+            await handler(session, message)
+        except ProtocolError as exc:
+            self._fail(session, exc)
+        except StoreUnavailable as exc:
+            self._fail(
+                session, ProtocolError(E.STORE_UNAVAILABLE, f"database store unavailable: {exc}", fatal=False)
+            )
+        except (FailpointError, Exception) as exc:  # a server-side failure of this request
+            self.log.error(
+                "request_failed",
+                exc_info=not isinstance(exc, FailpointError),
+                sessionId=session.connection_id,
+                type=kind,
+                error=str(exc),
+            )
+            self._fail(session, ProtocolError(failure_code, f"{kind} failed: {exc}", fatal=False))
+        finally:
+            self._end()
+
+    def _fail(self, session: Session, error: ProtocolError) -> None:
+        self.metrics.errors.inc(code=error.code)
+        frame = M.error(error.code, error.message, error.fatal)
+        if error.fatal:
+            self.log.info("session_error", sessionId=session.connection_id, code=error.code, fatal=True)
+            session.close(error.close_code or E.CLOSE_POLICY, error.code, last_frame=frame)
+        elif not session.offer(frame):
+            self._drop_slow(session)
+
+    # handlers -----------------------------------------------------------------------------
+    async def _handshake(self, session: Session, message: dict[str, Any]) -> None:
+        if session.authenticated:
+            raise ProtocolError(E.ALREADY_AUTHENTICATED, "this session already completed its handshake")
+        version = message.get("protocolVersion")
+        if version != 1 or isinstance(version, bool):
+            raise ProtocolError(E.PROTOCOL_VERSION_MISMATCH, f"protocolVersion must be 1, got {version!r}")
+        database_id = message.get("databaseId")
+        if database_id is None or database_id == "":
+            raise ProtocolError(E.MISSING_DATABASE_ID, "databaseId is required")
+        if not valid_database_id(database_id):
+            raise ProtocolError(E.AUTH_FAILED, "invalid databaseId (must match ^[A-Za-z0-9_:.-]{1,128}$)")
+        try:
+            site_id = decode_site_id(message.get("siteId"), "siteId")
+        except InvalidPayload as exc:
+            raise ProtocolError(E.AUTH_FAILED, f"invalid siteId: {exc.message}") from None
+        identity = self.auth.authenticate(message.get("token"))
+        if identity is None:
+            raise ProtocolError(E.AUTH_FAILED, "invalid or missing token")
+        if not identity.may(database_id, write=False):
+            raise ProtocolError(E.AUTH_FAILED, f"token is not authorized for database {database_id}")
+        if self.shutting_down:
+            raise ProtocolError(E.AUTH_FAILED, "server is shutting down")
+        await self.stores.acquire(database_id)
+        if session.transport_closed or session.closing:  # the socket went away while the store opened
+            self.stores.release(database_id)
+            return
+        now = self.clock.now_ms()
+        session.database_id = database_id
+        session.site_id = site_id
+        session.site_id_text = encode_site_id(site_id)
+        session.token = identity.token
+        session.joined_at_ms = now
+        session.last_seen_ms = now
+        state = self.databases.join(session)
+        self.metrics.sessions.set(sum(len(s.sessions) for s in self.databases.all()))
+        session.offer(
+            M.handshake_ack(database_id, encode_site_id(self.server_site_id), session.connection_id)
+        )
+        self._announce_presence(state)
+        self.log.info(
+            "session_start",
+            sessionId=session.connection_id,
+            databaseId=database_id,
+            siteId=session.site_id_text,
+            remote=session.remote,
+        )
+
+    def _identity(self, session: Session) -> Identity:
+        return self.auth.authenticate(session.token) or Identity(None, ())
+
+    async def _get_changes(self, session: Session, message: dict[str, Any]) -> None:
+        assert session.database_id is not None
+        since_raw = message.get("sinceHLC")
+        since = decode_hlc(since_raw, "sinceHLC") if since_raw is not None else None
+        change_sets = await self.read_changes(session.database_id, since, session.site_id)
+        await session.put(M.changes(change_sets))
+
+    async def read_changes(
+        self, database_id: str, since: bytes | None, exclude_site: bytes | None
+    ) -> list[dict[str, Any]]:
+        store = await self.stores.acquire(database_id)
+        try:
+            await self.failpoints.hit("storage.read")
+            self.metrics.storage_reads.inc()
+            return store.changes_since(since, exclude_site, self.config.batch_size)
+        finally:
+            self.stores.release(database_id)
+
+    async def _apply_changes(self, session: Session, message: dict[str, Any]) -> None:
+        assert session.database_id is not None and session.site_id is not None
+        if not self._identity(session).may(session.database_id, write=True):
+            raise ProtocolError(
+                E.NOT_AUTHORIZED, f"token may not write database {session.database_id}", fatal=False
+            )
+        change_sets = decode_change_sets(message.get("changes"), "changes")
+        report = await self.apply(session.database_id, change_sets, session.site_id, sender=session)
+        o = report.outcome
+        await session.put(
+            M.apply_result(
+                message.get("requestId"), o.applied, o.skipped, o.conflicts, o.transactions, report.seq
+            )
+        )
+
+    async def apply(
+        self,
+        database_id: str,
+        change_sets: list[ChangeSet],
+        sender_site: bytes,
+        sender: Session | None = None,
+    ) -> ApplyReport:
+        """Apply, persist, and broadcast what was applied to every other session."""
+        store = await self.stores.acquire(database_id)
+        try:
+            await self.failpoints.hit("storage.write")
+            outcome = store.apply(change_sets, self.clock.now_ms())
+            self.metrics.storage_writes.inc()
+        finally:
+            self.stores.release(database_id)
+        self.metrics.applies.inc()
+        if outcome.applied == 0:
+            return ApplyReport(outcome, None)
+        self.metrics.changes_applied.inc(outcome.applied)
+        if self.persistence is not None:
+            self.persistence.record_batch(
+                database_id,
+                encode_site_id(sender_site),
+                outcome.applied_sets,
+                outcome.applied,
+                outcome.skipped,
+                outcome.conflicts,
+            )
+        seq = self._broadcast(database_id, sender_site, sender, outcome.applied_sets)
+        return ApplyReport(outcome, seq)
+
+    def _broadcast(
+        self, database_id: str, sender_site: bytes, sender: Session | None, change_sets: list[dict[str, Any]]
+    ) -> int | None:
+        """Queue push_changes to every other site's session without waiting on any of them. A
+        failed send is logged, counted, and drops that one session (told why); the rest still
+        get the message. Sequence numbers are taken and sent in one step: no gaps, no repeats."""
+        state = self.databases.get(database_id)
+        if state is None:
+            return None
+        seq = state.next_seq()
+        frame = M.push_changes(change_sets, seq)
+        self.metrics.broadcasts.inc()
+        delivered = 0
+        for session in list(state.sessions.values()):
+            if session is sender or session.site_id == sender_site:
+                continue
+            try:
+                self.failpoints.check("broadcast.send")
+                if not session.offer(frame):
+                    self._drop_slow(session)
+                    continue
+                delivered += 1
+            except Exception as exc:
+                self.metrics.broadcast_errors.inc()
+                self.log.error(
+                    "broadcast_send_failed",
+                    sessionId=session.connection_id,
+                    databaseId=database_id,
+                    seq=seq,
+                    error=str(exc),
+                )
+                self._drop(
+                    session, "DELIVERY_FAILED", f"a push could not be delivered: {exc}", E.CLOSE_INTERNAL
+                )
+        self.metrics.broadcast_deliveries.inc(delivered)
+        return seq
+
+    async def _get_snapshot(self, session: Session, message: dict[str, Any]) -> None:
+        await self._stream_snapshot(session, None)
+
+    async def _resume_snapshot(self, session: Session, message: dict[str, Any]) -> None:
+        await self._stream_snapshot(session, decode_checkpoint(message.get("checkpoint")))
+
+    async def _stream_snapshot(self, session: Session, checkpoint: Checkpoint | None) -> None:
+        assert session.database_id is not None
+        async with self.snapshot(session.database_id, checkpoint) as chunks:
+            async for chunk in chunks:
+                await session.put(M.snapshot_chunk(chunk))
+                self.metrics.snapshot_chunks.inc(transport="ws")
+        await session.put(M.SNAPSHOT_COMPLETE)
+        self.metrics.snapshots.inc(transport="ws", outcome="complete")
+
+    def snapshot(self, database_id: str, checkpoint: Checkpoint | None = None) -> _SnapshotStream:
+        return _SnapshotStream(self, database_id, checkpoint)
+
+    async def _ping(self, session: Session, message: dict[str, Any]) -> None:
+        await session.put(M.PONG)
+
+    # broadcast side channels ----------------------------------------------------------------
+    def _announce_presence(self, state: DatabaseState) -> None:
+        frame = M.presence(state.database_id, state.presence())
+        for session in list(state.sessions.values()):
+            if not session.offer(frame):
+                self._drop_slow(session)
+
+    def _drop_slow(self, session: Session) -> None:
+        if session.closing:
+            return
+        self.metrics.slow_client_drops.inc()
+        self.log.warning(
+            "slow_client_dropped",
+            sessionId=session.connection_id,
+            queued=len(session.queue),
+            queuedBytes=session.queued_bytes,
+        )
+        self._drop(
+            session,
+            "SLOW_CLIENT",
+            "outbound queue overflowed; closing",
+            E.CLOSE_TRY_AGAIN_LATER,
+            severity="warning",
+        )
+
+    def _drop(
+        self, session: Session, code: str, message: str, close_code: int, severity: str = "error"
+    ) -> None:
+        notice = M.notice(code, severity, "hub", message, self.clock.now_ms())
+        session.close(close_code, code, last_frame=notice, discard_queue=True)
+
+    def notify_all(
+        self, code: str, severity: str, component: str, message: str, data: dict[str, Any] | None = None
+    ) -> None:
+        frame = M.notice(code, severity, component, message, self.clock.now_ms(), data)
+        for session in list(self.sessions.values()):
+            if session.authenticated and not session.offer(frame):
+                self._drop_slow(session)
+
+    async def _heartbeat_loop(self) -> None:
+        """Its own task, touching only memory: heartbeats go on whatever storage is doing."""
+        interval = self.config.heartbeat_interval_ms / 1000.0
+        while True:
+            await self.clock.sleep(interval)
+            self.send_heartbeats()
+
+    def send_heartbeats(self) -> None:
+        now = self.clock.now_ms()
+        backend = self.backend_state
+        for state in self.databases.all():
+            frame = M.heartbeat(now, state.seq, len(state.sessions), backend)
+            for session in list(state.sessions.values()):
+                if session.offer(frame):
+                    self.metrics.heartbeats.inc()
+                else:
+                    self._drop_slow(session)
+
+    # observation ----------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        return {
+            "openStores": self.stores.open_count,
+            "connectedClients": len(self.sessions),
+            "uptime": round(self.clock.monotonic() - self.started_at, 3),
+        }
+
+    def resources(self) -> dict[str, Any]:
+        tasks = [t for t in asyncio.all_tasks() if not t.done()]
+        return {
+            "openStores": self.stores.describe(),
+            "storeRefs": self.stores.total_refs,
+            "sessions": len(self.sessions),
+            "authenticatedSessions": sum(1 for s in self.sessions.values() if s.authenticated),
+            "databaseStates": len(self.databases),
+            "databases": {
+                s.database_id: {"sessions": len(s.sessions), "seq": s.seq} for s in self.databases.all()
+            },
+            "backgroundTasks": self.stores.background_tasks
+            + int(self._heartbeat_task is not None and not self._heartbeat_task.done()),
+            "asyncioTasks": len(tasks),
+            "inflight": self.inflight,
+            "backend": self.backend_state,
+        }
+
+
+class _SnapshotStream:
+    """`async with service.snapshot(db) as chunks`: holds the store for the stream's life."""
+
+    def __init__(self, service: CoordinatorService, database_id: str, checkpoint: Checkpoint | None) -> None:
+        self._service = service
+        self._database_id = database_id
+        self._checkpoint = checkpoint
+        self._store: DatabaseStore | None = None
+        self._iter: AsyncIterator[dict[str, Any]] | None = None
+
+    async def __aenter__(self) -> AsyncIterator[dict[str, Any]]:
+        self._store = await self._service.stores.acquire(self._database_id)
+        self._service.metrics.storage_reads.inc()
+        self._iter = snapshot_chunks(
+            self._store, self._service.server_site_id, self._service.failpoints, self._checkpoint
+        )
+        return self._iter
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._iter is not None:
+            await self._iter.aclose()  # type: ignore[attr-defined]
+        if self._store is not None:
+            self._service.stores.release(self._database_id)
+
+
+def _load_server_site_id(data_dir: Path) -> bytes:
+    """The server's site id survives restarts: it is kept beside the stores."""
+    path = data_dir / "server-site-id"
+    try:
+        raw = bytes.fromhex(path.read_text().strip())
+        if len(raw) == 16:
+            return raw
+    except (OSError, ValueError):
+        pass
+    raw = os.urandom(16)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(raw.hex())
+    tmp.replace(path)
+    return raw

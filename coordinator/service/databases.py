@@ -1,0 +1,68 @@
+"""Per-database live state: its sessions, its broadcast sequence, its presence list.
+
+It exists only while a session is on the database and is released with the last one, so no
+state or timer outlives its clients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from coordinator.service.session import Session
+
+
+@dataclass(eq=False, slots=True)
+class DatabaseState:
+    database_id: str
+    sessions: dict[str, Session] = field(default_factory=dict)  # by connection id, in join order
+    seq: int = 0  # last broadcast sequence number handed out
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def presence(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "siteId": s.site_id_text,
+                "connectionId": s.connection_id,
+                "joinedAt": s.joined_at_ms,
+                "lastSeen": s.last_seen_ms,
+            }
+            for s in self.sessions.values()
+        ]
+
+
+class DatabaseRegistry:
+    def __init__(self) -> None:
+        self._states: dict[str, DatabaseState] = {}
+
+    def join(self, session: Session) -> DatabaseState:
+        assert session.database_id is not None
+        state = self._states.get(session.database_id)
+        if state is None:
+            state = self._states[session.database_id] = DatabaseState(session.database_id)
+        state.sessions[session.connection_id] = session
+        return state
+
+    def leave(self, session: Session) -> DatabaseState | None:
+        """Remove the session; returns the state if others remain (to announce the leave)."""
+        if session.database_id is None:
+            return None
+        state = self._states.get(session.database_id)
+        if state is None or state.sessions.pop(session.connection_id, None) is None:
+            return None
+        if not state.sessions:
+            del self._states[session.database_id]
+            return None
+        return state
+
+    def get(self, database_id: str) -> DatabaseState | None:
+        return self._states.get(database_id)
+
+    def all(self) -> list[DatabaseState]:
+        return list(self._states.values())
+
+    def __len__(self) -> int:
+        return len(self._states)

@@ -1,0 +1,118 @@
+"""Snapshot streams in the chunk order of PROTOCOL.md 3.3, fresh or resumed from a checkpoint.
+
+One generator serves both transports. Footer totals describe the whole snapshot, so a client
+that resumed counts what it received before the cut plus what the resumed stream carried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from coordinator.ops.failpoints import Failpoints
+from coordinator.protocol.encoding import HLC_BYTES, decode_hlc, decode_site_id, encode_hlc, encode_site_id
+from coordinator.protocol.errors import InvalidPayload
+from coordinator.storage.sqlite_store import DatabaseStore
+
+ZERO_HLC = bytes(HLC_BYTES)
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    snapshot_id: str
+    site_id: str
+    hlc: str
+    last_table_index: int
+    last_entry_index: int
+    entries_processed: int
+
+
+def decode_checkpoint(value: Any) -> Checkpoint:
+    field = "checkpoint"
+    if not isinstance(value, dict):
+        raise InvalidPayload(field, "must be an object")
+    snapshot_id = value.get("snapshotId")
+    if not isinstance(snapshot_id, str) or not snapshot_id:
+        raise InvalidPayload(f"{field}.snapshotId", "must be a non-empty string")
+    site_id = encode_site_id(decode_site_id(value.get("siteId"), f"{field}.siteId"))
+    hlc = encode_hlc(decode_hlc(value.get("hlc"), f"{field}.hlc"))
+    numbers = {}
+    for key in ("lastTableIndex", "lastEntryIndex", "entriesProcessed"):
+        number = value.get(key, 0)
+        if not isinstance(number, int) or isinstance(number, bool) or number < 0:
+            raise InvalidPayload(f"{field}.{key}", "must be a non-negative integer")
+        numbers[key] = number
+    completed = value.get("completedTables", [])
+    if not isinstance(completed, list | int):
+        raise InvalidPayload(f"{field}.completedTables", "must be a list of table names or a count")
+    return Checkpoint(
+        snapshot_id,
+        site_id,
+        hlc,
+        numbers["lastTableIndex"],
+        numbers["lastEntryIndex"],
+        numbers["entriesProcessed"],
+    )
+
+
+async def snapshot_chunks(
+    store: DatabaseStore, server_site_id: bytes, failpoints: Failpoints, checkpoint: Checkpoint | None = None
+) -> AsyncIterator[dict[str, Any]]:
+    reader = store.snapshot_reader()
+    try:
+        tables = reader.tables
+        total_entries = sum(t.entries for t in tables)
+        yield {
+            "type": "header",
+            "siteId": checkpoint.site_id if checkpoint else encode_site_id(server_site_id),
+            "hlc": checkpoint.hlc if checkpoint else encode_hlc(reader.hlc or ZERO_HLC),
+            "snapshotFormat": 1,
+            "tableCount": len(tables),
+            "migrationCount": len(reader.migrations),
+            "snapshotId": checkpoint.snapshot_id if checkpoint else reader.snapshot_id,
+        }
+        if checkpoint is None:
+            for migration in reader.migrations:
+                yield {"type": "schema-migration", "migration": migration}
+        for index, table in enumerate(tables):
+            skip = 0
+            if checkpoint is not None:
+                if index < checkpoint.last_table_index:
+                    continue
+                if index == checkpoint.last_table_index:
+                    skip = checkpoint.last_entry_index
+            yield {
+                "type": "table-start",
+                "schema": table.schema,
+                "table": table.table,
+                "estimatedEntries": table.entries,
+            }
+            await failpoints.hit("snapshot.read")
+            written = 0
+            for entries in reader.column_versions(table, skip):
+                written += len(entries)
+                yield {
+                    "type": "column-versions",
+                    "schema": table.schema,
+                    "table": table.table,
+                    "entries": entries,
+                }
+            yield {
+                "type": "table-end",
+                "schema": table.schema,
+                "table": table.table,
+                "entriesWritten": written,
+            }
+        for table in tables:
+            for entries in reader.tombstones(table):
+                yield {"type": "tombstone", "schema": table.schema, "table": table.table, "entries": entries}
+        yield {
+            "type": "footer",
+            "snapshotId": checkpoint.snapshot_id if checkpoint else reader.snapshot_id,
+            "totalTables": len(tables),
+            "totalEntries": total_entries,
+            "totalMigrations": len(reader.migrations),
+        }
+    finally:
+        reader.close()

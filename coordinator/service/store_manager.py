@@ -1,0 +1,191 @@
+"""Open database stores: reference counts, LRU eviction, idle close, single-flight open.
+
+Everything that decides to close a store checks its reference count and closes it in the same
+step, with no await in between, so a store can never be closed while a request holds it (the
+event loop is the lock). Opening is single-flight: concurrent acquires of one database share a
+single open (and a single restore from S3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from coordinator.clock import Clock
+from coordinator.ops.failpoints import Failpoints
+from coordinator.ops.logging import EventLog
+from coordinator.ops.metrics import Metrics
+from coordinator.storage.sqlite_store import DatabaseStore, store_filename
+
+Restorer = Callable[[str, DatabaseStore], Awaitable[None]]
+
+
+class StoreUnavailable(Exception):
+    """The store could not be opened (e.g. the object store is down during a restore)."""
+
+
+@dataclass(slots=True)
+class _Entry:
+    store: DatabaseStore
+    refs: int
+    last_used: float
+
+
+class StoreManager:
+    def __init__(
+        self,
+        data_dir: Path,
+        max_open: int,
+        idle_timeout_s: float,
+        clock: Clock,
+        failpoints: Failpoints,
+        metrics: Metrics,
+        restorer: Restorer | None = None,
+    ) -> None:
+        self._dir = data_dir
+        self._max_open = max_open
+        self._idle_timeout = idle_timeout_s
+        self._clock = clock
+        self._failpoints = failpoints
+        self._metrics = metrics
+        self._restorer = restorer
+        self._log = EventLog()
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._opening: dict[str, asyncio.Future[DatabaseStore]] = {}
+        self._cleanup_task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._metrics.open_stores.callback = lambda: {(): float(len(self._entries))}
+
+    # acquire / release --------------------------------------------------------------------
+    async def acquire(self, database_id: str) -> DatabaseStore:
+        if self._closed:
+            raise StoreUnavailable("the coordinator is shutting down")
+        while True:
+            entry = self._entries.get(database_id)
+            if entry is not None:
+                entry.refs += 1
+                entry.last_used = self._clock.monotonic()
+                self._entries.move_to_end(database_id)
+                return entry.store
+            pending = self._opening.get(database_id)
+            if pending is None:
+                pending = asyncio.get_running_loop().create_future()
+                self._opening[database_id] = pending
+                try:
+                    store = await self._open(database_id)
+                except BaseException as exc:
+                    del self._opening[database_id]
+                    pending.set_exception(
+                        exc if isinstance(exc, Exception) else StoreUnavailable("cancelled")
+                    )
+                    pending.exception()  # mark retrieved: waiters (if any) re-raise it themselves
+                    raise
+                del self._opening[database_id]
+                if self._closed:
+                    store.close()
+                    pending.set_exception(StoreUnavailable("the coordinator is shutting down"))
+                    pending.exception()
+                    raise StoreUnavailable("the coordinator is shutting down")
+                self._evict_for_room()
+                self._entries[database_id] = _Entry(store, 0, self._clock.monotonic())
+                pending.set_result(store)
+            else:
+                await asyncio.shield(pending)
+            # loop: take the reference on the (now) open entry, in the same step as the lookup
+
+    def release(self, database_id: str) -> None:
+        entry = self._entries.get(database_id)
+        if entry is None:
+            self._log.error("store_release_unknown", databaseId=database_id)
+            return
+        if entry.refs <= 0:
+            self._log.error("store_release_underflow", databaseId=database_id)
+            return
+        entry.refs -= 1
+        entry.last_used = self._clock.monotonic()
+
+    async def _open(self, database_id: str) -> DatabaseStore:
+        await self._failpoints.hit("store.open")
+        path = self._dir / store_filename(database_id)
+        existed = path.exists()
+        store = DatabaseStore(path, database_id)
+        try:
+            store.open()
+            if not existed and self._restorer is not None:
+                await self._restorer(database_id, store)
+        except BaseException:
+            store.close()
+            if not existed:
+                path.unlink(missing_ok=True)  # a half-restored store must not look like a real one
+            raise
+        self._metrics.store_opens.inc()
+        self._log.debug("store_open", databaseId=database_id, restored=not existed)
+        return store
+
+    # closing ------------------------------------------------------------------------------
+    def _evict_for_room(self) -> None:
+        """Close least-recently-used idle stores until there is room for one more."""
+        while len(self._entries) >= self._max_open:
+            victim = next((db for db, e in self._entries.items() if e.refs == 0), None)
+            if victim is None:
+                self._log.warning("store_limit_exceeded", open=len(self._entries), limit=self._max_open)
+                return
+            entry = self._entries.pop(victim)  # check and close in one step: no await between
+            entry.store.close()
+            self._metrics.store_evictions.inc()
+
+    def close_idle(self) -> int:
+        now = self._clock.monotonic()
+        idle = [
+            db for db, e in self._entries.items() if e.refs == 0 and now - e.last_used >= self._idle_timeout
+        ]
+        for db in idle:
+            self._entries.pop(db).store.close()
+            self._metrics.store_idle_closes.inc()
+        return len(idle)
+
+    def start_cleanup(self) -> None:
+        self._cleanup_task = asyncio.create_task(self._cleanup_loop(), name="store-idle-cleanup")
+
+    async def _cleanup_loop(self) -> None:
+        interval = max(0.05, min(self._idle_timeout / 2, 5.0))
+        while not self._closed:
+            await self._clock.sleep(interval)
+            if self._closed:
+                return
+            self.close_idle()
+
+    async def shutdown(self) -> None:
+        """Stop the cleanup first, then close every store: the cleanup never runs into shutdown."""
+        self._closed = True
+        if self._cleanup_task is not None:
+            self._cleanup_task.cancel()
+            await asyncio.gather(self._cleanup_task, return_exceptions=True)
+            self._cleanup_task = None
+        while self._entries:
+            _, entry = self._entries.popitem(last=False)
+            entry.store.close()
+
+    # observation --------------------------------------------------------------------------
+    def describe(self) -> list[dict[str, Any]]:
+        now = self._clock.monotonic()
+        return [
+            {"databaseId": db, "refCount": e.refs, "idleMs": int((now - e.last_used) * 1000)}
+            for db, e in self._entries.items()
+        ]
+
+    @property
+    def open_count(self) -> int:
+        return len(self._entries)
+
+    @property
+    def total_refs(self) -> int:
+        return sum(e.refs for e in self._entries.values())
+
+    @property
+    def background_tasks(self) -> int:
+        return int(self._cleanup_task is not None and not self._cleanup_task.done())

@@ -1,0 +1,1 @@
+"""Storage: SQLite stores per database; the S3 object store on the side."""

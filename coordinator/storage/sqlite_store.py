@@ -1,0 +1,328 @@
+"""One SQLite database (WAL) per sync database: cell versions, tombstones, the change log.
+
+Last writer wins by HLC, as a join-semilattice so that any order of the same change sets gives
+the same state: each cell keeps its highest column write, each row its highest delete; a cell is
+visible only when its HLC is above the row's tombstone (cells at or below it are removed, since
+no later write can make them visible again).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import urllib.parse
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from coordinator.protocol.changes import Change, ChangeSet, canonical_json
+from coordinator.protocol.encoding import encode_hlc, encode_site_id
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cells (
+  schema_name TEXT NOT NULL, table_name TEXT NOT NULL, pk TEXT NOT NULL, col TEXT NOT NULL,
+  value TEXT NOT NULL, hlc BLOB NOT NULL,
+  PRIMARY KEY (schema_name, table_name, pk, col)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tombstones (
+  schema_name TEXT NOT NULL, table_name TEXT NOT NULL, pk TEXT NOT NULL,
+  hlc BLOB NOT NULL, created_at INTEGER NOT NULL, prior_row TEXT,
+  PRIMARY KEY (schema_name, table_name, pk)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS change_log (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  hlc BLOB NOT NULL, tx_id TEXT NOT NULL, site_id BLOB NOT NULL, tx_hlc BLOB NOT NULL,
+  change TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS change_log_hlc ON change_log (hlc);
+CREATE INDEX IF NOT EXISTS change_log_tx ON change_log (tx_id, hlc);
+CREATE TABLE IF NOT EXISTS migrations (
+  hlc BLOB NOT NULL, schema_name TEXT NOT NULL, table_name TEXT NOT NULL, type TEXT NOT NULL,
+  tx_id TEXT NOT NULL, migration TEXT NOT NULL,
+  PRIMARY KEY (hlc, schema_name, table_name, type)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+"""
+
+COLUMN_VERSIONS_PER_CHUNK = 1000
+
+
+def store_filename(database_id: str) -> str:
+    """An injective, filesystem-safe file name for a database id."""
+    return urllib.parse.quote(database_id, safe="_-") + ".sqlite"
+
+
+@dataclass(slots=True)
+class ApplyOutcome:
+    applied: int = 0
+    skipped: int = 0
+    conflicts: int = 0
+    transactions: int = 0
+    applied_sets: list[dict[str, Any]] = field(default_factory=list)  # wire form, applied changes only
+
+
+@dataclass(slots=True)
+class TableInfo:
+    schema: str
+    table: str
+    entries: int
+
+
+class DatabaseStore:
+    """Synchronous and single-connection: every call is short, and runs on the event loop."""
+
+    def __init__(self, path: Path, database_id: str) -> None:
+        self.path = path
+        self.database_id = database_id
+        self.reads = 0  # storage reads, for the storage-reads-per-event metric
+        self._db: sqlite3.Connection | None = None
+
+    # lifecycle --------------------------------------------------------------------------------
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+        self._db = db
+
+    @property
+    def is_open(self) -> bool:
+        return self._db is not None
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError(f"store {self.database_id!r} is closed")
+        return self._db
+
+    def is_empty(self) -> bool:
+        row = self.db.execute(
+            "SELECT EXISTS (SELECT 1 FROM change_log) OR EXISTS (SELECT 1 FROM cells)"
+        ).fetchone()
+        return not row[0]
+
+    # apply ------------------------------------------------------------------------------------
+    def apply(self, change_sets: list[ChangeSet], now_ms: int) -> ApplyOutcome:
+        """Apply change sets in one transaction; log and return what was applied."""
+        outcome = ApplyOutcome()
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for cs in change_sets:
+                outcome.transactions += 1
+                applied: list[Change] = []
+                for change in cs.changes:
+                    verdict = self._apply_change(db, change, now_ms)
+                    if verdict == "applied":
+                        applied.append(change)
+                    elif verdict == "skipped":
+                        outcome.skipped += 1
+                    else:
+                        outcome.conflicts += 1
+                for migration in cs.migrations:
+                    db.execute(
+                        "INSERT OR IGNORE INTO migrations VALUES (?, ?, ?, ?, ?, ?)",
+                        (
+                            migration.hlc,
+                            migration.schema,
+                            migration.table,
+                            migration.type,
+                            cs.transaction_id,
+                            canonical_json(migration.wire),
+                        ),
+                    )
+                if applied:
+                    db.executemany(
+                        "INSERT INTO change_log (hlc, tx_id, site_id, tx_hlc, change) VALUES (?, ?, ?, ?, ?)",
+                        [
+                            (c.hlc, cs.transaction_id, cs.site_id, cs.hlc, canonical_json(c.wire))
+                            for c in applied
+                        ],
+                    )
+                    outcome.applied += len(applied)
+                    outcome.applied_sets.append(cs.wire(tuple(applied)))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return outcome
+
+    def _apply_change(self, db: sqlite3.Connection, change: Change, now_ms: int) -> str:
+        key = (change.schema, change.table, change.pk_json)
+        tomb = db.execute(
+            "SELECT hlc FROM tombstones WHERE schema_name=? AND table_name=? AND pk=?", key
+        ).fetchone()
+        tomb_hlc: bytes | None = tomb[0] if tomb else None
+        if change.type == "delete":
+            if tomb_hlc is not None and change.hlc <= tomb_hlc:
+                return "skipped" if change.hlc == tomb_hlc else "conflict"
+            prior_row = change.wire.get("priorRow")
+            db.execute(
+                "INSERT OR REPLACE INTO tombstones VALUES (?, ?, ?, ?, ?, ?)",
+                (*key, change.hlc, now_ms, canonical_json(prior_row) if prior_row is not None else None),
+            )
+            db.execute(
+                "DELETE FROM cells WHERE schema_name=? AND table_name=? AND pk=? AND hlc <= ?",
+                (*key, change.hlc),
+            )
+            return "applied"
+        cell = db.execute(
+            "SELECT hlc FROM cells WHERE schema_name=? AND table_name=? AND pk=? AND col=?",
+            (*key, change.column),
+        ).fetchone()
+        cell_hlc: bytes | None = cell[0] if cell else None
+        if cell_hlc is not None and change.hlc <= cell_hlc:
+            return "skipped" if change.hlc == cell_hlc else "conflict"
+        if tomb_hlc is not None and change.hlc <= tomb_hlc:
+            return "conflict"  # the row's delete is newer than this write
+        db.execute(
+            "INSERT OR REPLACE INTO cells VALUES (?, ?, ?, ?, ?, ?)",
+            (*key, change.column, canonical_json(change.wire["value"]), change.hlc),
+        )
+        return "applied"
+
+    # change log -------------------------------------------------------------------------------
+    def changes_since(
+        self, since: bytes | None, exclude_site: bytes | None, batch_size: int
+    ) -> list[dict[str, Any]]:
+        """Change sets with changes above `since`, in HLC order, whole transactions only.
+
+        A batch is a prefix of the eligible changes in HLC order, cut only where every
+        transaction seen so far is complete, so a client that asks again from the largest HLC
+        it received misses nothing even when transactions interleave.
+        """
+        self.reads += 1
+        db = self.db
+        low = since if since is not None else b""
+        site = exclude_site if exclude_site is not None else b""
+        rows = db.execute(
+            "SELECT hlc, tx_id, site_id, tx_hlc, change FROM change_log WHERE hlc > ? AND site_id != ? "
+            "ORDER BY hlc, id",
+            (low, site),
+        )
+        sets: dict[str, dict[str, Any]] = {}
+        remaining: dict[str, int] = {}
+        open_txs = 0
+        count = 0
+        for hlc, tx_id, site_id, tx_hlc, change in rows:
+            del hlc
+            if tx_id not in sets:
+                if count >= batch_size and open_txs == 0:
+                    break
+                total = db.execute(
+                    "SELECT COUNT(*) FROM change_log WHERE tx_id = ? AND hlc > ? AND site_id = ?",
+                    (tx_id, low, site_id),
+                ).fetchone()[0]
+                sets[tx_id] = {
+                    "siteId": encode_site_id(site_id),
+                    "transactionId": tx_id,
+                    "hlc": encode_hlc(tx_hlc),
+                    "changes": [],
+                    "schemaMigrations": self._migrations_of(tx_id),
+                }
+                remaining[tx_id] = total
+                open_txs += 1
+            sets[tx_id]["changes"].append(orjson.loads(change))
+            count += 1
+            remaining[tx_id] -= 1
+            if remaining[tx_id] == 0:
+                open_txs -= 1
+        rows.close()
+        return list(sets.values())
+
+    def _migrations_of(self, tx_id: str) -> list[dict[str, Any]]:
+        return [
+            orjson.loads(m)
+            for (m,) in self.db.execute(
+                "SELECT migration FROM migrations WHERE tx_id = ? ORDER BY hlc", (tx_id,)
+            )
+        ]
+
+    def max_hlc(self) -> bytes | None:
+        row = self.db.execute(
+            "SELECT MAX(h) FROM (SELECT MAX(hlc) AS h FROM change_log UNION ALL SELECT MAX(hlc) FROM migrations)"
+        ).fetchone()
+        return row[0] if row and row[0] is not None else None
+
+    # snapshots --------------------------------------------------------------------------------
+    def snapshot_reader(self) -> SnapshotReader:
+        return SnapshotReader(self)
+
+
+class SnapshotReader:
+    """A consistent read of the whole database: its own connection inside one read transaction
+    (WAL snapshot isolation), so writes during a long stream do not tear it."""
+
+    def __init__(self, store: DatabaseStore) -> None:
+        store.reads += 1
+        self._db = sqlite3.connect(store.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("BEGIN")
+        self.snapshot_id = uuid.uuid4().hex
+        row = self._db.execute(
+            "SELECT MAX(h) FROM (SELECT MAX(hlc) AS h FROM change_log UNION ALL SELECT MAX(hlc) FROM migrations)"
+        ).fetchone()
+        self.hlc: bytes | None = row[0] if row else None
+        self.tables = [
+            TableInfo(s, t, n)
+            for s, t, n in self._db.execute(
+                "SELECT schema_name, table_name, SUM(n) FROM ("
+                " SELECT schema_name, table_name, COUNT(*) AS n FROM cells GROUP BY 1, 2"
+                " UNION ALL SELECT schema_name, table_name, 0 FROM tombstones GROUP BY 1, 2"
+                ") GROUP BY 1, 2 ORDER BY 1, 2"
+            )
+        ]
+        self.migrations = [
+            orjson.loads(m) for (m,) in self._db.execute("SELECT migration FROM migrations ORDER BY hlc")
+        ]
+
+    def column_versions(self, table: TableInfo, skip: int = 0) -> Iterator[list[dict[str, Any]]]:
+        """Entries of one table in (pk, column) order, in lists of at most 1000."""
+        cursor = self._db.execute(
+            "SELECT col, hlc, value, pk FROM cells WHERE schema_name=? AND table_name=? ORDER BY pk, col "
+            "LIMIT -1 OFFSET ?",
+            (table.schema, table.table, skip),
+        )
+        while True:
+            rows = cursor.fetchmany(COLUMN_VERSIONS_PER_CHUNK)
+            if not rows:
+                break
+            yield [
+                {"column": col, "hlc": encode_hlc(hlc), "value": orjson.loads(value), "pk": orjson.loads(pk)}
+                for col, hlc, value, pk in rows
+            ]
+
+    def tombstones(self, table: TableInfo) -> Iterator[list[dict[str, Any]]]:
+        cursor = self._db.execute(
+            "SELECT pk, hlc, created_at, prior_row FROM tombstones WHERE schema_name=? AND table_name=? ORDER BY pk",
+            (table.schema, table.table),
+        )
+        while True:
+            rows = cursor.fetchmany(COLUMN_VERSIONS_PER_CHUNK)
+            if not rows:
+                break
+            entries = []
+            for pk, hlc, created_at, prior_row in rows:
+                entry: dict[str, Any] = {
+                    "pk": orjson.loads(pk),
+                    "hlc": encode_hlc(hlc),
+                    "createdAt": created_at,
+                }
+                if prior_row is not None:
+                    entry["priorRow"] = orjson.loads(prior_row)
+                entries.append(entry)
+            yield entries
+
+    def close(self) -> None:
+        try:
+            self._db.execute("COMMIT")
+        finally:
+            self._db.close()

@@ -1,0 +1,1 @@
+"""Transports: WebSocket and HTTP over one ASGI app served by uvicorn."""

@@ -1,0 +1,108 @@
+"""Serving: bind (port 0 allowed), report the port, and shut down gracefully on SIGTERM/SIGINT.
+
+Uvicorn serves; the coordinator owns the signals, because a graceful shutdown here means more
+than closing sockets: /ready turns 503, sessions are told, in-flight work drains, uploads flush.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+from pathlib import Path
+
+import uvicorn
+
+from coordinator.config import CoordinatorConfig
+from coordinator.ops.logging import EventLog
+from coordinator.service.coordinator import CoordinatorService
+from coordinator.transport.app import CoordinatorApp
+
+HARD_FRAME_LIMIT_SLACK = 64 * 1024
+
+
+class _Server(uvicorn.Server):
+    """Uvicorn without its own signal handling: shutdown is driven by `run`."""
+
+    def install_signal_handlers(self) -> None:  # pragma: no cover - replaced by ours
+        return
+
+    def capture_signals(self):  # type: ignore[no-untyped-def]
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def write_port_file(path: Path, host: str, port: int, base_path: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"host": host, "port": port, "pid": os.getpid(), "basePath": base_path}))
+    tmp.replace(path)
+
+
+async def serve(config: CoordinatorConfig, service: CoordinatorService, sock: socket.socket) -> int:
+    log = EventLog()
+    app = CoordinatorApp(service)
+    uv_config = uvicorn.Config(
+        app,
+        ws="websockets-sansio",
+        http="httptools",
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        ws_max_size=config.max_message_bytes + HARD_FRAME_LIMIT_SLACK,
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+        timeout_graceful_shutdown=max(1, config.drain_timeout_ms // 1000),
+        backlog=2048,
+    )
+    server = _Server(uv_config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await service.start()
+    serving = asyncio.create_task(server.serve(sockets=[sock]), name="uvicorn")
+    while not server.started:
+        if serving.done():
+            await serving
+            return 1
+        await asyncio.sleep(0.01)  # uvicorn exposes no started event; poll its flag
+    host, port = sock.getsockname()[:2]
+    if config.port_file:
+        write_port_file(Path(config.port_file), host, port, config.base_path)
+    log.info("listening", host=host, port=port, basePath=config.base_path, pid=os.getpid())
+    stop_wait = asyncio.create_task(stop.wait())
+    await asyncio.wait({serving, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(sig)
+    await service.shutdown()
+    await _wait_sessions_closed(service, config.drain_timeout_ms / 1000.0)
+    server.should_exit = True
+    stop_wait.cancel()
+    await serving
+    log.info("stopped")
+    return 0
+
+
+async def _wait_sessions_closed(service: CoordinatorService, timeout_s: float) -> None:
+    """Give writers time to send SERVER_SHUTDOWN and the 1001 close before uvicorn stops."""
+    try:
+        await asyncio.wait_for(service.all_sessions_gone(), timeout=max(1.0, timeout_s))
+    except TimeoutError:
+        EventLog().warning("sessions_not_closed_in_time", sessions=len(service.sessions))

@@ -1,0 +1,100 @@
+"""The WebSocket endpoint: a reader that feeds frames to the service and a writer that drains
+the session's queue. The writer waits on the socket (transport backpressure), never the
+service: a stalled client only fills its own bounded queue."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from coordinator.ops.logging import EventLog
+from coordinator.protocol import errors as E
+from coordinator.service.coordinator import CoordinatorService
+from coordinator.service.session import Session
+
+Scope = dict[str, Any]
+Receive = Any
+Send = Any
+
+
+async def websocket_endpoint(service: CoordinatorService, scope: Scope, receive: Receive, send: Send) -> None:
+    connect = await receive()
+    if connect["type"] != "websocket.connect":
+        return
+    reason = service.refuse_reason()
+    if reason is not None:
+        service.metrics.connections_refused.inc()
+        await _deny(scope, send, 503, reason)
+        return
+    await send({"type": "websocket.accept"})
+    client = scope.get("client") or ("?", 0)
+    session = service.connect(f"{client[0]}:{client[1]}")
+    writer = asyncio.create_task(
+        _write(service, session, send), name=f"ws-writer-{session.connection_id[:8]}"
+    )
+    try:
+        await _read(service, session, receive, writer)
+    finally:
+        await service.disconnect(session)
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+
+
+async def _read(
+    service: CoordinatorService, session: Session, receive: Receive, writer: asyncio.Task[None]
+) -> None:
+    next_message: asyncio.Task[Any] | None = None
+    while True:
+        next_message = asyncio.ensure_future(receive())
+        done, _ = await asyncio.wait({next_message, writer}, return_when=asyncio.FIRST_COMPLETED)
+        if next_message not in done:  # the writer closed the socket: stop reading
+            next_message.cancel()
+            return
+        message = next_message.result()
+        kind = message["type"]
+        if kind == "websocket.disconnect":
+            return
+        if kind != "websocket.receive":
+            continue
+        text = message.get("text")
+        if text is None:
+            data = message.get("bytes") or b""
+            try:
+                text = data.decode()
+            except UnicodeDecodeError:
+                text = "\x00"  # not JSON: answered with MESSAGE_ERROR by the service
+        await service.handle_text(session, text)
+
+
+async def _write(service: CoordinatorService, session: Session, send: Send) -> None:
+    log = EventLog()
+    try:
+        while True:
+            frames = await session.next_frames()
+            if frames is None:
+                break
+            for text in frames:
+                await send({"type": "websocket.send", "text": text})
+        if session.close_code is not None and not session.transport_closed:
+            await send(
+                {"type": "websocket.close", "code": session.close_code, "reason": session.close_reason[:120]}
+            )
+    except (OSError, RuntimeError) as exc:  # the peer went away under us (ClientDisconnected is an OSError)
+        log.debug("ws_write_stopped", sessionId=session.connection_id, error=str(exc))
+        session.transport_gone()
+
+
+async def _deny(scope: Scope, send: Send, status: int, reason: str) -> None:
+    extensions = scope.get("extensions") or {}
+    if "websocket.http.response" in extensions:
+        body = reason.encode()
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": E.CLOSE_TRY_AGAIN_LATER})

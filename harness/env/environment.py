@@ -1,0 +1,331 @@
+"""The system under test, brought up and always torn down as one object.
+
+Bundled target: toxiproxy-server, moto's S3 server behind the S3 fault layer, the coordinator
+as a child (data dir in a temp dir), and the proxies: client -> coordinator ("client"),
+coordinator -> S3 ("s3", which forwards to the fault layer), and per-client proxies
+("client-<id>") on demand. External target (a URL, e.g. staging): only the client proxy;
+there is no process control and no S3 of ours, and `unsupported_faults()` says so as data.
+
+Clients use the URLs through Toxiproxy (`client_urls()`); checks read /status, /metrics and
+/debug/resources through `direct_url`, which no fault touches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import platform
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from harness.env import resources
+from harness.env.coordinator_process import CoordinatorOptions, CoordinatorProcess, S3Settings
+from harness.env.moto_server import MotoServer
+from harness.env.ports import LOCALHOST
+from harness.env.process import cleanup
+from harness.env.s3_fault_layer import S3FaultLayer
+from harness.env.toxiproxy import Proxy, ToxiproxyClient, ToxiproxyServer
+from harness.history import History
+from harness.seed import Seeds
+
+BUNDLED = "bundled"
+CLIENT_PROXY = "client"
+S3_PROXY = "s3"
+
+PROCESS_FAULTS = ("kill", "pause", "terminate", "restart")
+S3_FAULTS = ("s3_outage", "s3_error", "s3_slowdown", "s3_latency", "s3_drop")
+
+
+class EnvironmentSetupError(RuntimeError):
+    """The environment could not be brought up as configured."""
+
+
+@dataclass
+class EnvironmentConfig:
+    """What to bring up. `target` is "bundled" or the base URL of an external server
+    (e.g. http://host:8080/sync)."""
+
+    target: str = BUNDLED
+    coordinator: CoordinatorOptions = field(default_factory=CoordinatorOptions)
+    with_s3: bool = True
+    s3_bucket: str = "sync-harness"
+    s3_prefix: str = ""
+    s3_region: str = "us-east-1"
+    admin_token: str | None = None  # external target only; bundled uses coordinator.admin_token
+    client_proxies: list[str] = field(default_factory=list)  # per-client proxies made at start
+    run_dir: Path | None = None  # logs; kept when given, else a temp dir removed at teardown
+
+    @property
+    def external(self) -> bool:
+        return self.target != BUNDLED
+
+
+@dataclass(frozen=True)
+class TargetUrls:
+    """Where a client connects: HTTP base (with base path) and the WebSocket URL."""
+
+    http: str
+    ws: str
+
+
+def _urls(scheme: str, address: str, base_path: str) -> TargetUrls:
+    ws_scheme = "wss" if scheme in ("https", "wss") else "ws"
+    http_scheme = "https" if scheme in ("https", "wss") else "http"
+    return TargetUrls(f"{http_scheme}://{address}{base_path}", f"{ws_scheme}://{address}{base_path}/ws")
+
+
+class Environment:
+    """`async with Environment(config, seeds=seeds, history=history) as env: ...`"""
+
+    def __init__(
+        self,
+        config: EnvironmentConfig | None = None,
+        seeds: Seeds | None = None,
+        history: History | None = None,
+    ) -> None:
+        self.config = config or EnvironmentConfig()
+        self.seeds = seeds or Seeds.from_env()
+        self.history = history or History()
+        self.toxiproxy: ToxiproxyServer | None = None
+        self.moto: MotoServer | None = None
+        self.s3_layer: S3FaultLayer | None = None
+        self.coordinator: CoordinatorProcess | None = None
+        self.proxies: dict[str, Proxy] = {}
+        self.run_dir = Path()
+        self.data_dir: Path | None = None
+        self.base_path = "/sync"
+        self.failpoints_available: bool | None = None
+        self._scheme = "http"
+        self._direct_address = ""
+        self._stack = contextlib.AsyncExitStack()
+        self._started = False
+
+    # lifecycle ------------------------------------------------------------------------------
+    async def __aenter__(self) -> Environment:
+        try:
+            await self.start()
+        except BaseException:
+            await cleanup(self.stop())
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await cleanup(self.stop())
+
+    async def start(self) -> None:
+        if self._started:
+            raise EnvironmentSetupError("the environment is already started")
+        self._started = True
+        stack = self._stack
+        if self.config.run_dir is not None:
+            self.run_dir = self.config.run_dir
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            self.run_dir = resources.make_temp_dir("run")
+            stack.callback(resources.remove_temp_dir, self.run_dir)
+        self.toxiproxy = await stack.enter_async_context(ToxiproxyServer(self.run_dir))
+        if self.config.external:
+            await self._start_external()
+        else:
+            await self._start_bundled()
+        for client_id in self.config.client_proxies:
+            await self.client_proxy(client_id)
+
+    async def _start_bundled(self) -> None:
+        stack = self._stack
+        s3_settings: S3Settings | None = None
+        if self.config.with_s3:
+            self.moto = await stack.enter_async_context(MotoServer(self.run_dir))
+            await self.moto.create_bucket(self.config.s3_bucket)
+            self.s3_layer = await stack.enter_async_context(
+                S3FaultLayer(
+                    LOCALHOST, self.moto.port, rng=self.seeds.stream("s3-faults"), clock=self.history.now
+                )
+            )
+            s3_proxy = await self._create_proxy(S3_PROXY, f"{LOCALHOST}:{self.s3_layer.port}")
+            s3_settings = S3Settings(
+                bucket=self.config.s3_bucket,
+                endpoint=f"http://{s3_proxy.listen}",
+                region=self.config.s3_region,
+                prefix=self.config.s3_prefix,
+            )
+        self.data_dir = resources.make_temp_dir("data")
+        stack.callback(resources.remove_temp_dir, self.data_dir)
+        seed = self.seeds.stream("coordinator-failpoints").randrange(2**31)
+        self.coordinator = await stack.enter_async_context(
+            CoordinatorProcess(
+                self.run_dir, self.data_dir, self.config.coordinator, s3=s3_settings, failpoint_seed=seed
+            )
+        )
+        self.base_path = self.coordinator.base_path
+        self._direct_address = self.coordinator.address
+        self.failpoints_available = self.config.coordinator.enable_failpoints and bool(
+            self.config.coordinator.admin_token
+        )
+        await self._create_proxy(CLIENT_PROXY, self.coordinator.address)
+
+    async def _start_external(self) -> None:
+        parts = urlsplit(self.config.target)
+        if parts.scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
+            raise EnvironmentSetupError(
+                f"target {self.config.target!r} is not a URL like http://host:port/sync (or 'bundled')"
+            )
+        default_port = 443 if parts.scheme in ("https", "wss") else 80
+        self._scheme = parts.scheme
+        self._direct_address = f"{parts.hostname}:{parts.port or default_port}"
+        self.base_path = parts.path.rstrip("/") or "/sync"
+        if not self.tls:
+            await self._create_proxy(CLIENT_PROXY, self._direct_address)
+        self.failpoints_available = await self._probe_failpoints()
+
+    @property
+    def tls(self) -> bool:
+        return self._scheme in ("https", "wss")
+
+    async def _probe_failpoints(self) -> bool:
+        token = self.admin_token
+        if not token:
+            return False
+        try:
+            async with httpx.AsyncClient(timeout=5.0, trust_env=False) as http:
+                response = await http.get(
+                    f"{self.direct_url}/admin/failpoints", headers={"Authorization": f"Bearer {token}"}
+                )
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    async def stop(self) -> None:
+        """Tear everything down in reverse order; safe to call twice."""
+        await self._stack.aclose()
+        for proxy in self.proxies.values():
+            resources.unregister_port(proxy.port)
+        self.proxies.clear()
+
+    # proxies --------------------------------------------------------------------------------
+    @property
+    def toxiproxy_client(self) -> ToxiproxyClient:
+        if self.toxiproxy is None:
+            raise EnvironmentSetupError("the environment is not started")
+        return self.toxiproxy.client
+
+    async def _create_proxy(self, name: str, upstream: str) -> Proxy:
+        proxy = await self.toxiproxy_client.create_proxy(name, upstream)
+        self.proxies[name] = proxy
+        return proxy
+
+    async def client_proxy(self, client_id: str) -> Proxy:
+        """The proxy of one client ("client-<id>"), created on first use, so that a fault can
+        hurt that client alone (Toxiproxy cannot single out one connection of a proxy)."""
+        name = f"client-{client_id}"
+        if name not in self.proxies:
+            if self.tls:
+                raise EnvironmentSetupError("a TLS target cannot be proxied: no per-client network faults")
+            await self._create_proxy(name, self._direct_address)
+        return self.proxies[name]
+
+    def proxy_for_target(self, target: str) -> str:
+        """Toxiproxy proxy name of a fault target: "client", "s3" or "client:<id>"."""
+        if target.startswith("client:"):
+            return f"client-{target.split(':', 1)[1]}"
+        if target in (CLIENT_PROXY, S3_PROXY):
+            return target
+        raise EnvironmentSetupError(f"unknown network target {target!r}: use client, s3 or client:<id>")
+
+    # URLs -----------------------------------------------------------------------------------
+    @property
+    def direct_url(self) -> str:
+        """HTTP base of the target with no proxy in between (for /status, /metrics, ...)."""
+        return _urls(self._scheme, self._direct_address, self.base_path).http
+
+    @property
+    def direct_urls(self) -> TargetUrls:
+        return _urls(self._scheme, self._direct_address, self.base_path)
+
+    @property
+    def admin_token(self) -> str | None:
+        return self.config.admin_token if self.config.external else self.config.coordinator.admin_token
+
+    def client_urls(self, client_id: str | None = None) -> TargetUrls:
+        """URLs for a client: through its own proxy when it has one, else the shared one."""
+        name = f"client-{client_id}" if client_id is not None else CLIENT_PROXY
+        proxy = self.proxies.get(name) or self.proxies.get(CLIENT_PROXY)
+        if proxy is None:
+            return self.direct_urls
+        return _urls(self._scheme, proxy.listen, self.base_path)
+
+    @property
+    def s3_direct_url(self) -> str | None:
+        """moto itself, bypassing faults and counts: for checks that read what S3 holds."""
+        return self.moto.url if self.moto is not None else None
+
+    # capabilities ---------------------------------------------------------------------------
+    def unsupported_faults(self) -> dict[str, str]:
+        """Fault kinds this environment cannot cause, with the reason (for the runner to print)."""
+        out: dict[str, str] = {}
+        if self.config.external:
+            for kind in PROCESS_FAULTS:
+                out[kind] = "external target: the harness has no control over its process"
+            for kind in S3_FAULTS:
+                out[kind] = "external target: its object store is not the harness's"
+        elif self.s3_layer is None:
+            for kind in S3_FAULTS:
+                out[kind] = "the environment runs without S3 (with_s3=False)"
+        if not self.failpoints_available:
+            out["failpoint"] = (
+                "the target exposes no failpoint routes (needs --enable-failpoints and an admin token)"
+            )
+        if self.tls:
+            out["network"] = "TLS target: Toxiproxy cannot sit in front of it"
+        return out
+
+    def network_targets(self) -> list[str]:
+        targets = [CLIENT_PROXY] if CLIENT_PROXY in self.proxies else []
+        if S3_PROXY in self.proxies:
+            targets.append(S3_PROXY)
+        return targets + [f"client:{n.split('-', 1)[1]}" for n in self.proxies if n.startswith("client-")]
+
+    def versions(self) -> dict[str, str]:
+        out = {"python": platform.python_version()}
+        if self.toxiproxy is not None:
+            out["toxiproxy-server"] = self.toxiproxy.version
+        for package in ("moto", "boto3", "httpx"):
+            with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+                out[package] = importlib.metadata.version(package)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """What a journal records about the environment."""
+        return {
+            "target": self.config.target,
+            "seed": self.seeds.seed,
+            "versions": self.versions(),
+            "direct_url": self.direct_url,
+            "client_url": self.client_urls().http,
+            "proxies": {
+                name: {"listen": p.listen, "upstream": p.upstream} for name, p in self.proxies.items()
+            },
+            "s3": (
+                {"bucket": self.config.s3_bucket, "prefix": self.config.s3_prefix, "moto": self.s3_direct_url}
+                if self.s3_layer is not None
+                else None
+            ),
+            "unsupported_faults": self.unsupported_faults(),
+            "run_dir": str(self.run_dir),
+        }
+
+    # small helpers for checks ---------------------------------------------------------------
+    async def get_direct(self, path: str, admin: bool = False, timeout_s: float = 5.0) -> httpx.Response:
+        """GET `{direct_url}{path}` (e.g. "/status"), with the admin token when asked."""
+        headers = {"Authorization": f"Bearer {self.admin_token}"} if admin and self.admin_token else {}
+        async with httpx.AsyncClient(timeout=timeout_s, trust_env=False) as http:
+            return await http.get(f"{self.direct_url}{path}", headers=headers)
+
+    def on_teardown(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Run `callback` at teardown, before the components it may use are stopped."""
+        self._stack.push_async_callback(callback)

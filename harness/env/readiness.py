@@ -1,0 +1,135 @@
+"""Conditions that say a started process is ready, each polled with a deadline.
+
+Never a bare sleep: readiness is something observable (a port file with valid JSON, an HTTP URL
+answering, a line in the process's log). Each poll also watches the process itself, so a child
+that dies while starting fails at once with its exit code and the tail of its stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+POLL_INTERVAL_S = 0.05
+
+
+class NotReady(RuntimeError):
+    """The process did not become ready before its deadline, or died first."""
+
+
+class Readiness(Protocol):
+    def describe(self) -> str: ...
+
+    async def probe(self) -> Any:
+        """None while not ready; any other value (e.g. the parsed port file) once ready."""
+        ...
+
+
+@dataclass
+class PortFile:
+    """Ready once `path` holds a JSON object with a "port" (written atomically by the child)."""
+
+    path: Path
+
+    def describe(self) -> str:
+        return f"port file {self.path}"
+
+    async def probe(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+        if isinstance(data, dict) and isinstance(data.get("port"), int):
+            return data
+        return None
+
+
+@dataclass
+class HttpOk:
+    """Ready once GET `url` answers with a status in `statuses`."""
+
+    url: str
+    statuses: tuple[int, ...] = (200,)
+    headers: dict[str, str] | None = None
+
+    def describe(self) -> str:
+        return f"GET {self.url} -> {'/'.join(map(str, self.statuses))}"
+
+    async def probe(self) -> httpx.Response | None:
+        try:
+            async with httpx.AsyncClient(timeout=1.0, trust_env=False) as client:
+                response = await client.get(self.url, headers=self.headers)
+        except httpx.HTTPError:
+            return None
+        return response if response.status_code in self.statuses else None
+
+
+@dataclass
+class LogLine:
+    """Ready once `path` (a captured stdout/stderr file) has a line matching `pattern`."""
+
+    path: Path
+    pattern: str
+
+    def describe(self) -> str:
+        return f"a line matching /{self.pattern}/ in {self.path.name}"
+
+    async def probe(self) -> re.Match[str] | None:
+        try:
+            text = self.path.read_text(errors="replace")
+        except OSError:
+            return None
+        return re.search(self.pattern, text, re.MULTILINE)
+
+
+@dataclass
+class Chain:
+    """Ready once every condition is, in order; the value is the first condition's value."""
+
+    conditions: tuple[Readiness, ...]
+
+    def describe(self) -> str:
+        return " then ".join(c.describe() for c in self.conditions)
+
+    async def probe(self) -> Any:
+        first: Any = None
+        for i, condition in enumerate(self.conditions):
+            value = await condition.probe()
+            if value is None:
+                return None
+            if i == 0:
+                first = value
+        return first
+
+
+async def wait_until(
+    condition: Readiness,
+    timeout_s: float,
+    still_alive: Callable[[], Awaitable[str | None]] | None = None,
+) -> Any:
+    """Poll `condition` until it holds or `timeout_s` passes; `still_alive` returns a reason
+    string when the process has died (then waiting stops at once)."""
+    deadline = time.monotonic() + timeout_s
+    polls = 0
+    max_polls = int(timeout_s / POLL_INTERVAL_S) + 2
+    while polls < max_polls:
+        polls += 1
+        value = await condition.probe()
+        if value is not None:
+            return value
+        if still_alive is not None:
+            reason = await still_alive()
+            if reason is not None:
+                raise NotReady(f"while waiting for {condition.describe()}: {reason}")
+        if time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(POLL_INTERVAL_S)
+    raise NotReady(f"{condition.describe()} not ready within {timeout_s:.1f}s")

@@ -89,12 +89,13 @@ def run(config: CoordinatorConfig) -> int:
         return await serve(config, service, sock)
 
     loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
-    try:
-        import uvloop
+    if config.event_loop == "uvloop":
+        try:
+            import uvloop
 
-        loop_factory = uvloop.new_event_loop
-    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]; plain asyncio works too
-        pass
+            loop_factory = uvloop.new_event_loop
+        except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+            log.warning("uvloop_unavailable", fallback="asyncio")
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             return runner.run(main_async())

@@ -58,6 +58,8 @@ class VirtualClock:
     async def advance(self, seconds: float) -> None:
         """Move time forward, waking each sleeper at its deadline and letting it run."""
         target = self._now + seconds
+        for _ in range(5):  # let tasks that are about to sleep register first
+            await asyncio.sleep(0)
         while self._sleepers and self._sleepers[0][0] <= target:
             deadline, _, future = heapq.heappop(self._sleepers)
             self._now = max(self._now, deadline)

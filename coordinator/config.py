@@ -51,6 +51,7 @@ class CoordinatorConfig:
     shutdown_retry_after_ms: int = opt(1000, "retryAfterMs told to clients in SERVER_SHUTDOWN")
     enable_failpoints: bool = opt(False, "allow failpoints to be switched on through the admin routes")
     failpoint_seed: int | None = opt(None, "seed of failpoint probability draws")
+    event_loop: str = opt("uvloop", "uvloop (faster) or asyncio", choices=("uvloop", "asyncio"))
     log_format: str = opt("text", "text or json (JSON lines)", choices=("text", "json"))
     log_level: str = opt(
         "info", "debug, info, warning or error", choices=("debug", "info", "warning", "error")

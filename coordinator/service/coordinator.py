@@ -532,6 +532,7 @@ class CoordinatorService:
             "openStores": self.stores.describe(),
             "storeRefs": self.stores.total_refs,
             "sessions": len(self.sessions),
+            "sessionQueues": [s.describe() for s in self.sessions.values()],
             "authenticatedSessions": sum(1 for s in self.sessions.values() if s.authenticated),
             "databaseStates": len(self.databases),
             "databases": {

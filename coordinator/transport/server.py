@@ -89,13 +89,13 @@ async def serve(config: CoordinatorConfig, service: CoordinatorService, sock: so
     log.info("listening", host=host, port=port, basePath=config.base_path, pid=os.getpid())
     stop_wait = asyncio.create_task(stop.wait())
     await asyncio.wait({serving, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.remove_signal_handler(sig)
-    await service.shutdown()
+    await service.shutdown()  # a second signal meanwhile only sets the event again
     await _wait_sessions_closed(service, config.drain_timeout_ms / 1000.0)
     server.should_exit = True
     stop_wait.cancel()
     await serving
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(sig)
     log.info("stopped")
     return 0
 

@@ -7,6 +7,7 @@ the history; probes of the target's observable state (/status, /metrics, /debug/
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -152,7 +153,11 @@ class HttpApi:
             OpName.HTTP_SNAPSHOT,
             self._scoped({"databaseId": database_id, "cutAfterChunks": cut_after_chunks}, token),
         )
-        outcome = await self._stream_snapshot(database_id, reader, cut_after_chunks, token)
+        try:
+            outcome = await self._stream_snapshot(database_id, reader, cut_after_chunks, token)
+        except asyncio.CancelledError:
+            rec.complete(op, "info", reader.summary() | {"ended": "cancelled"}, "cancelled")
+            raise
         summary = reader.summary() | outcome
         ended = outcome["ended"]
         if ended == "complete":

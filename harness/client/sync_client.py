@@ -321,7 +321,8 @@ class SyncClient:
 
     # requests ---------------------------------------------------------------------------------
     async def _send(self, conn: _Connection, payload: dict[str, Any]) -> None:
-        self.rec.message("send", payload)
+        shown = payload | {"token": "<redacted>"} if "token" in payload else payload
+        self.rec.message("send", shown)
         try:
             await conn.ws.send(orjson.dumps(payload).decode())
         except ConnectionClosed as exc:
@@ -417,6 +418,26 @@ class SyncClient:
         if self.config.token_databases is not None:
             public["authorizedFor"] = list(self.config.token_databases)
         return dict(await self._run_op(OpName.HANDSHAKE, public, body, unknown_on_loss=True))
+
+    async def abandon_handshake(self, abort: bool = False) -> None:
+        """Open, send the handshake, and leave before its answer (close, or drop the TCP
+        connection when `abort`): the handshake-time close a churner provokes."""
+        await self.open()
+        conn = self._live()
+        msg = {
+            "type": "handshake",
+            "databaseId": self.config.database_id,
+            "siteId": self.site_id_text,
+            "protocolVersion": self.config.protocol_version,
+        } | ({"token": self.config.token} if self.config.token is not None else {})
+        op = self.rec.invoke(OpName.HANDSHAKE, {k: v for k, v in msg.items() if k != "token"})
+        with contextlib.suppress(ConnectionLost):
+            await self._send(conn, msg)
+        if abort:
+            await self.abort()
+        else:
+            await self.close(1000, "left during handshake")
+        self.rec.complete(op, "info", None, "abandoned")
 
     async def ping(self) -> None:
         await self._run_op(
@@ -524,7 +545,12 @@ class SyncClient:
         reader = SnapshotReader(resumed_from=resumed_from)
         async with self._lock:
             op = self.rec.invoke(f, {"checkpoint": resumed_from, "cutAfterChunks": cut_after_chunks})
-            outcome = await self._read_snapshot(msg, reader, cut_after_chunks)
+            try:
+                outcome = await self._read_snapshot(msg, reader, cut_after_chunks)
+            except asyncio.CancelledError:
+                self.replica.merge(reader.replica)
+                self.rec.complete(op, "info", reader.summary() | {"ended": "cancelled"}, "cancelled")
+                raise
             summary = reader.summary() | outcome
             ended = outcome["ended"]
             # Chunks are true server state whatever the ending, so even a cut stream's part counts.
@@ -570,17 +596,25 @@ class SyncClient:
         except ConnectionLost:
             return {"ended": "connection_closed", "checkpoint": reader.checkpoint()}
 
-    async def send_raw(self, frame: str | dict[str, Any], expect: str | None = None) -> dict[str, Any]:
-        """Send a frame as is (malformed input, unknown types) and return the answer: an error or
-        the `expect`ed type. Error-specificity scenarios use it."""
+    async def send_raw(
+        self,
+        frame: str | dict[str, Any],
+        intent: str,
+        request: str | None = None,
+        expect: str | None = None,
+    ) -> dict[str, Any]:
+        """Send a frame as is and return the answer (an error, or the `expect`ed type). `intent`
+        says what is wrong with it (not_json, unknown_type, bad_input) and `request` which
+        request it imitates: error-specificity judges the answer against them."""
         text = frame if isinstance(frame, str) else orjson.dumps(frame).decode()
-        shown = frame if isinstance(frame, dict) else {"raw": frame[:200]}
+        shown: dict[str, Any] = frame if isinstance(frame, dict) else {"raw": frame[:200]}
+        value = {"intent": intent, "request": request, "frame": shown}
 
         async def body() -> dict[str, Any]:
             conn = self._live()
             while not conn.answers.empty():
                 conn.answers.get_nowait()
-            self.rec.message("send", shown if isinstance(shown, dict) else {"raw": str(shown)})
+            self.rec.message("send", shown)
             try:
                 await conn.ws.send(text)
             except ConnectionClosed as exc:
@@ -591,7 +625,7 @@ class SyncClient:
                 if answer.get("type") == "error" or expect is None or answer.get("type") == expect:
                     return answer
 
-        return dict(await self._run_op(OpName.SEND_RAW, shown, body, unknown_on_loss=True))
+        return dict(await self._run_op(OpName.SEND_RAW, value, body, unknown_on_loss=True))
 
     # HTTP -------------------------------------------------------------------------------------
     async def http_snapshot(self, cut_after_chunks: int | None = None) -> dict[str, Any]:

@@ -40,7 +40,7 @@ class CoordinatorOptions:
     heartbeat_interval_ms: int | None = None
     drain_timeout_ms: int | None = None
     log_format: str | None = "json"
-    bugs: list[str] = field(default_factory=list)
+    bugs: list[str] = field(default_factory=list)  # catalogued bugs to re-introduce (COORDINATOR_BUGS)
     port: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
     command: list[str] | None = None  # default: the `coordinator` next to this Python
@@ -138,7 +138,6 @@ class CoordinatorProcess:
             "heartbeat_interval_ms": o.heartbeat_interval_ms,
             "drain_timeout_ms": o.drain_timeout_ms,
             "log_format": o.log_format,
-            "bug": list(o.bugs),
         }
         if o.enable_failpoints and self.failpoint_seed is not None and "failpoint-seed" not in o.extra:
             flags["failpoint_seed"] = self.failpoint_seed
@@ -158,6 +157,8 @@ class CoordinatorProcess:
         env.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
         for proxy_var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
             env.pop(proxy_var, None)
+        if self.options.bugs:
+            env["COORDINATOR_BUGS"] = ",".join(self.options.bugs)
         env.update(self.options.env)
         return env
 

@@ -324,14 +324,17 @@ class S3FaultLayer:
                 writer.transport.abort()
                 return
         drop_after = any(r.action == "drop" and r.drop_when == "after" and self._draw(r) for r in matching)
-        status = await self._forward(raw, reader, writer, deliver=not drop_after)
-        if status is None:
-            self._record(head.method, op, bucket, key, "upstream-failed", None, delay_ms)
-        elif drop_after:
-            self._record(head.method, op, bucket, key, "dropped-after", status, delay_ms)
+
+        def record(status: int | None) -> None:
+            # called before the client can see the answer, so counts never lag behind it
+            outcome: Outcome = (
+                "upstream-failed" if status is None else "dropped-after" if drop_after else "forwarded"
+            )
+            self._record(head.method, op, bucket, key, outcome, status, delay_ms)
+
+        await self._forward(raw, reader, writer, deliver=not drop_after, record=record)
+        if drop_after:
             writer.transport.abort()
-        else:
-            self._record(head.method, op, bucket, key, "forwarded", status, delay_ms)
 
     def _draw(self, rule: S3FaultRule) -> bool:
         return rule.rate >= 1.0 or self.rng.random() < rule.rate
@@ -377,21 +380,28 @@ class S3FaultLayer:
             await writer.drain()
 
     async def _forward(
-        self, raw_head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, deliver: bool
-    ) -> int | None:
-        """Send the request to moto and its answer back; the final status, None if moto failed."""
+        self,
+        raw_head: bytes,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        deliver: bool,
+        record: Callable[[int | None], None],
+    ) -> None:
+        """Send the request to moto and its answer back; `record` gets the final status (None if
+        moto failed) before the client sees anything of the answer."""
         try:
             up_reader, up_writer = await asyncio.wait_for(
                 asyncio.open_connection(self.upstream_host, self.upstream_port, limit=HEAD_LIMIT), 10.0
             )
         except (OSError, TimeoutError):
+            record(None)
             await self._respond_error(writer, None, 502, "InternalError", "moto is unreachable", "/")
-            return None
+            return
         body_pipe = asyncio.ensure_future(_pipe(reader, up_writer))
+        status: int | None = None
         try:
             up_writer.write(_with_connection_close(raw_head))
             await up_writer.drain()
-            status: int | None = None
             for _ in range(MAX_INTERIM_RESPONSES):
                 response_head = await asyncio.wait_for(up_reader.readuntil(b"\r\n\r\n"), UPSTREAM_TIMEOUT_S)
                 status = int(response_head.split(b" ", 2)[1])
@@ -399,14 +409,16 @@ class S3FaultLayer:
                     writer.write(response_head)  # e.g. 100 Continue: the client may send the body
                     await writer.drain()
                     continue
+                record(status)
                 if deliver:
                     writer.write(_with_connection_close(response_head))
                     await writer.drain()
                 await _copy_until_eof(up_reader, writer if deliver else None)
-                return status
-            return None
+                return
+            record(None)
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError, ValueError, IndexError):
-            return None
+            if status is None:
+                record(None)
         finally:
             body_pipe.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -9,6 +9,7 @@ outside the harness's seed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from harness.env.toxiproxy import Stream, ToxiproxyClient, ToxiproxyError
@@ -108,7 +109,7 @@ class Latency(ToxicFault):
     summary = "delay every chunk of data by latency_ms (± jitter_ms)"
     params = (
         Param("latency_ms", int, "added delay in milliseconds", minimum=0),
-        Param("jitter_ms", int, "random variation of the delay (±), drawn by Toxiproxy", default=0, minimum=0),
+        Param("jitter_ms", int, "random variation of the delay (±), by Toxiproxy", default=0, minimum=0),
         DIRECTION,
         TOXICITY,
     )
@@ -193,7 +194,7 @@ class Slicer(ToxicFault):
     )
 
     @classmethod
-    def cross_check(cls, values: dict[str, Any]) -> list[str]:  # type: ignore[override]
+    def cross_check(cls, values: Mapping[str, Any]) -> list[str]:
         size, variation = values.get("average_size"), values.get("size_variation")
         if isinstance(size, int) and isinstance(variation, int) and variation >= size:
             return [f"slicer: size_variation ({variation}) must be smaller than average_size ({size})"]

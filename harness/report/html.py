@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.checks.result import CheckResult
-from harness.report import plots
+from harness.report import plots, timeline
 from harness.report.page import legend_html, page, pill
-from harness.report.record import RunRecord, iso_utc, status_counts, verdict_of
+from harness.report.record import RunRecord, iso_utc, safe_name, status_counts, verdict_of
 from harness.report.svg import esc, fmt_seconds
 
 EVIDENCE_ROWS = 200  # per check on the page; the journal keeps them all
@@ -24,6 +24,11 @@ EVIDENCE_COLUMNS = 12
 def _value(value: Any, limit: int = 300) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=repr, sort_keys=True)
     return esc(text, limit)
+
+
+def evidence_id(check_name: str) -> str:
+    """An element id for a check's evidence, safe whatever the check is called."""
+    return "evidence-" + safe_name(check_name)
 
 
 def bounds_html(bounds: Mapping[str, Any]) -> str:
@@ -64,7 +69,8 @@ def _checks_table(run: RunRecord) -> str:
         detected = f"{c.detected_at:.3f} s" if c.detected_at is not None else '<span class="muted">—</span>'
         took = run.check_seconds.get(c.name)
         rows.append(
-            f'<tr class="row-{esc(c.status)}" data-status="{esc(c.status)}"><td><b>{esc(c.name)}</b></td>'
+            f'<tr class="row-{esc(c.status)}" data-status="{esc(c.status)}">'
+            f'<td><a href="#{evidence_id(c.name)}"><b>{esc(c.name)}</b></a></td>'
             f"<td>{pill(c.status)}</td><td>{esc(c.summary)}</td>"
             f'<td class="bounds">{bounds_html(c.bounds)}</td><td class="num">{detected}</td>'
             f'<td class="num">{fmt_seconds(took) if took is not None else "—"}</td></tr>'
@@ -84,7 +90,7 @@ def _evidence_section(checks: Sequence[CheckResult]) -> str:
     blocks = []
     for c in sorted(checks, key=lambda c: order.get(c.status, 3)):
         blocks.append(
-            f'<details class="{esc(c.status)}" id="evidence-{esc(c.name)}"><summary>{esc(c.name)} — '
+            f'<details class="{esc(c.status)}" id="{evidence_id(c.name)}"><summary>{esc(c.name)} — '
             f"{esc(c.status)} ({len(c.evidence)} evidence items)</summary>"
             f"<p>{esc(c.summary)}</p>{evidence_html(c.evidence)}</details>"
         )
@@ -176,7 +182,7 @@ def run_html(run: RunRecord) -> str:
         f"{counts['fail']} failed, {counts['unknown']} unknown</div></div></header>"
     )
     t_end = plots.span_of(run.history, run.checks)
-    timeline = plots.timeline(run.history, run.checks, t_end)
+    lanes = timeline.timeline(run.history, run.checks, t_end)
     lat = plots.latency(run.history, t_end)
     hb = plots.heartbeat_gaps(run.history, t_end)
     body = "".join(
@@ -186,7 +192,7 @@ def run_html(run: RunRecord) -> str:
             _plot_section(
                 "timeline",
                 "Timeline",
-                timeline,
+                lanes,
                 "One lane per client. Bars: operations from invocation to completion. Ticks above them: "
                 "messages received. Triangles: connections opened and closed (with close code). Shaded: "
                 "fault windows. Red dashed lines: where a failing check first saw a violation. Hover for "

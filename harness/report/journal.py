@@ -172,4 +172,5 @@ def record_from_journal(journal: Mapping[str, Any]) -> RunRecord:
         notes=list(journal.get("notes", [])),
         run_id=journal.get("run_id"),
         check_seconds=dict(journal.get("check_seconds", {})),
+        rerun=journal.get("rerun", {}).get("command"),
     )

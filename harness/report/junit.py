@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.report.journal import atomic_write
-from harness.report.record import RunRecord, iso_utc, status_counts
+from harness.report.record import RunRecord, as_utc, status_counts
 
 JUNIT_NAME = "junit.xml"
 MAX_EVIDENCE_CHARS = 200_000  # a CI page chokes on megabytes of text per test case
@@ -46,7 +46,7 @@ def testsuite_element(run: RunRecord) -> ET.Element:
             "errors": "0",
             "skipped": str(counts["unknown"]),
             "time": f"{run.duration_s:.3f}",
-            "timestamp": iso_utc(run.started_at),
+            "timestamp": as_utc(run.started_at).strftime("%Y-%m-%dT%H:%M:%S"),  # JUnit XSD: no zone; UTC
         },
     )
     props = ET.SubElement(suite, "properties")

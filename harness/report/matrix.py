@@ -100,7 +100,7 @@ def matrix_table(rows: Sequence[MatrixRow | Mapping[str, Any]]) -> str:
     alarms = sum(1 for r in parsed if r.false_alarm)
     summary = (
         f"{detected} of {len(parsed)} bugs detected; {len(parsed) - detected} missed; "
-        f"{alarms} scenarios with a false alarm on the correct coordinator."
+        f"false alarms on the correct coordinator: {alarms}."
     )
     return (
         '<section class="card" id="matrix"><h2>Verify matrix</h2>'

@@ -29,7 +29,7 @@ th { font-size:12px; text-transform:uppercase; letter-spacing:.04em; color:var(-
 td.num { text-align:right; font-variant-numeric:tabular-nums; white-space:nowrap; }
 tr.row-fail { background:#fff5f5; }
 .pill { display:inline-block; padding:1px 9px; border-radius:10px; color:#fff; font-weight:600;
-  font-size:12px; text-transform:uppercase; }
+  font-size:12px; text-transform:uppercase; white-space:nowrap; }
 .pill.pass { background:var(--pass); } .pill.fail { background:var(--fail); }
 .pill.unknown { background:var(--unknown); }
 .pill.missed { background:var(--fail); } .pill.detected { background:var(--pass); }
@@ -51,6 +51,8 @@ button { font:inherit; font-size:12px; padding:4px 10px; border:1px solid var(--
 .sw { display:inline-block; width:14px; height:9px; border-radius:2px; }
 .sw.tick { width:3px; height:12px; } .sw.dot { width:8px; height:8px; border-radius:50%; }
 .sw.line { height:3px; } .sw.up, .sw.down, .sw.cross, .sw.square { width:9px; height:9px; }
+.sw.ring { width:10px; height:10px; border-radius:50%; background:none !important;
+  border:2px solid #c92a2a; }
 .sw.square { background:none !important; border:2px solid #495057; border-radius:0; }
 details { border:1px solid var(--line); border-radius:6px; padding:6px 10px; margin:8px 0; background:#fff; }
 details summary { cursor:pointer; font-weight:600; }
@@ -60,7 +62,7 @@ svg .lane { fill:#f1f3f5; } svg .lane-label { font-size:11px; fill:#343a40; }
 svg .axis { stroke:#495057; stroke-width:1; } svg .grid { stroke:#e9ecef; stroke-width:1; }
 svg .tick { font-size:10px; fill:#495057; } svg .axis-label { font-size:11px; fill:#6c757d; }
 svg path.tick { stroke-width:1; fill:none; }
-svg .fault-shade { fill-opacity:.12; } svg .fault-label { font-size:11px; font-weight:600; }
+svg .fault-shade { fill-opacity:.15; } svg .fault-edge { stroke-width:1; stroke-dasharray:3 3; } svg .fault-label { font-size:11px; font-weight:600; }
 svg .op { shape-rendering:crispEdges; } svg .op:hover { stroke:#000; stroke-width:1; }
 svg .event-up path { fill:#2b8a3e; } svg .event-down path { fill:#a61e4d; }
 svg .event-other path { fill:#343a40; }
@@ -69,10 +71,12 @@ svg .detection line { stroke:#c92a2a; stroke-width:1.2; stroke-dasharray:4 3; }
 svg .detection text { font-size:11px; fill:#c92a2a; font-weight:600; }
 svg .range { stroke-width:1; stroke-opacity:.55; fill:none; } svg .pt-fail { stroke-width:1.6; fill:none; }
 svg .pt-info { fill:none; stroke-width:1.4; } svg .series { fill:none; stroke-width:1.4; stroke-opacity:.85; }
+svg .evidence { fill:none; stroke:#c92a2a; stroke-width:2; }
 svg .median-line { stroke:#868e96; stroke-dasharray:5 4; }
 svg .cursor { stroke:#212529; stroke-width:.8; stroke-dasharray:2 2; pointer-events:none; }
 svg .cursor-label { font-size:11px; fill:#212529; pointer-events:none; }
-a { color:#1864ab; }
+a { color:#1864ab; } td a { color:inherit; text-decoration:none; } td a:hover { text-decoration:underline; }
+td a[href$='.html'], td a[href$='.json'] { color:#1864ab; text-decoration:underline; }
 """
 
 # Installed before anything else so that an error anywhere on the page is recorded.
@@ -123,6 +127,12 @@ SCRIPT = """
       });
     });
   }
+  function openTarget() {
+    var target = location.hash ? document.getElementById(location.hash.slice(1)) : null;
+    if (target && target.tagName === 'DETAILS') { target.open = true; }
+  }
+  window.addEventListener('hashchange', openTarget);
+  openTarget();
   document.documentElement.setAttribute('data-rendered', 'ok');
 })();
 """

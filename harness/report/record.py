@@ -42,6 +42,7 @@ class RunRecord:
     notes: list[str] = field(default_factory=list)
     run_id: str | None = None
     check_seconds: dict[str, float] = field(default_factory=dict)  # how long each check took
+    rerun: str | None = None  # the CLI's own re-run command (e.g. with --target); else derived
 
     @property
     def verdict(self) -> Verdict:
@@ -74,6 +75,8 @@ class RunRecord:
 
     def rerun_command(self) -> str | None:
         """The command line that re-runs this run, or None when the scenario has no file."""
+        if self.rerun:
+            return self.rerun
         if not self.scenario_path:
             return None
         return f"harness run {shlex.quote(self.scenario_path)} --seed {self.seed}"

@@ -168,4 +168,11 @@ def fault_layer(
             f'<text class="fault-label" x="{x0 + 3:.1f}" y="{y + 10:.1f}" fill="{colour}">'
             f"{esc(fault_label(w), 80)}</text><title>{title}</title></g>"
         )
+        # edges on top of the data, so a window stays visible through a dense plot
+        edges = [x0] if w.end is None else [x0, x1]
+        bars += [
+            f'<line class="fault-edge" x1="{x:.1f}" y1="{top:.1f}" x2="{x:.1f}" y2="{bottom:.1f}" '
+            f'stroke="{colour}"/>'
+            for x in edges
+        ]
     return shade + bars, header_h

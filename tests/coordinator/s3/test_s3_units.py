@@ -43,7 +43,9 @@ def test_key_timestamps_are_fixed_width_and_sort_in_time_order() -> None:
 def test_breaker_opens_probes_once_and_closes() -> None:
     clock = ManualClock()
     seen: list[tuple[BackendState, BackendState]] = []
-    breaker = CircuitBreaker(clock, failure_threshold=3, open_duration_s=5.0, on_transition=lambda o, n, _: seen.append((o, n)))
+    breaker = CircuitBreaker(
+        clock, failure_threshold=3, open_duration_s=5.0, on_transition=lambda o, n, _: seen.append((o, n))
+    )
     for _ in range(2):
         assert breaker.try_acquire()
         breaker.record_failure("boom")

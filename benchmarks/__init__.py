@@ -1,0 +1,1 @@
+"""Benchmarks of the reference coordinator (run as `python -m benchmarks.<name>`)."""

@@ -1,0 +1,491 @@
+"""Fan-out benchmark: one writer, N subscribed sessions on one database.
+
+Measures push_changes deliveries per second when the writer applies one-change change sets as
+fast as they are acknowledged (closed loop), and the apply-to-push latency, there and at a fixed
+offered load. The writer puts its send time (time.monotonic_ns, system-wide on Linux) in the
+change's value; subscribers, in worker processes, subtract it from their receive time.
+
+    .venv/bin/python -m benchmarks.fanout                      # small, < 60 s
+    .venv/bin/python -m benchmarks.fanout --subscribers 1000 --workers 4 --duration-s 15
+
+Targets (issue 2): >= 50,000 deliveries/s; p99 <= 50 ms at 10,000 deliveries/s offered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import resource
+import struct
+import sys
+import time
+from array import array
+from typing import Any
+
+import orjson
+
+from benchmarks._common import (
+    HOST,
+    Coordinator,
+    CpuWindow,
+    Worker,
+    ask_all,
+    load_info,
+    new_site_id,
+    open_sessions,
+    percentiles_ms,
+    raise_nofile,
+    reply,
+    run_async,
+    serve_commands,
+    split,
+    stop_all,
+)
+from benchmarks._wsclient import RawWebSocket
+
+DATABASE = "bench-fanout"
+PUSH = b'{"type":"push_changes"'
+APPLY_RESULT = b'{"type":"apply_result"'
+MAX_APPLIES = 1_000_000  # per phase: every loop is bounded in count as well as in time
+
+
+# ------------------------------------------------------------------------------------------------
+# subscriber worker (a separate process)
+# ------------------------------------------------------------------------------------------------
+class Subscribers:
+    """The subscriber sessions of one worker process and what they received."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.sessions: list[RawWebSocket] = []
+        self.recording = False
+        self.latencies = array("q")
+        self.deliveries = 0
+        self.first_ns = 0
+        self.last_ns = 0
+        self.pushes_total = 0
+        self.seq_gaps = 0
+        self.other: dict[str, int] = {}
+        self.cpu0 = 0.0
+
+    def on_message(self, ws: RawWebSocket, payload: bytes, now: int) -> None:
+        if payload.startswith(PUSH):
+            message = orjson.loads(payload)
+            seq = message["seq"]
+            last = ws.user
+            if isinstance(last, int) and seq != last + 1:
+                self.seq_gaps += 1
+            ws.user = seq
+            self.pushes_total += 1
+            if self.recording:
+                sent = int(message["changeSets"][0]["changes"][0]["value"])
+                self.latencies.append(now - sent)
+                self.deliveries += 1
+                if not self.first_ns:
+                    self.first_ns = now
+                self.last_ns = now
+            return
+        kind = payload[9:30].split(b'"', 1)[0].decode(errors="replace")
+        if kind in ("error", "notice"):
+            kind += ":" + str(orjson.loads(payload).get("code"))
+        self.other[kind] = self.other.get(kind, 0) + 1
+
+    async def connect(self, command: dict[str, Any]) -> dict[str, Any]:
+        nofile = raise_nofile()
+        targets = [(DATABASE, new_site_id()) for _ in range(self.args.count)]
+        started = time.monotonic()
+        self.sessions, errors = await open_sessions(
+            self.args.host,
+            self.args.port,
+            self.args.path,
+            targets,
+            self.on_message,
+            (PUSH,),
+            self.args.concurrency,
+            float(command.get("timeoutS", 300)),
+        )
+        return {
+            "connected": len(self.sessions),
+            "errorCount": len(errors),
+            "errors": errors[:5],
+            "seconds": round(time.monotonic() - started, 3),
+            "nofile": nofile,
+        }
+
+    async def quiet(self, command: dict[str, Any]) -> dict[str, Any]:
+        """Wait until nothing arrived for `quietMs` (e.g. the presence storm of the joins is over)."""
+        quiet_ns = int(command.get("quietMs", 1000)) * 1_000_000
+        deadline = time.monotonic() + float(command.get("timeoutS", 300))
+        started = time.monotonic()
+        while time.monotonic() < deadline:
+            latest = max((ws.last_recv_ns for ws in self.sessions), default=0)
+            if time.monotonic_ns() - latest >= quiet_ns:
+                break
+            await asyncio.sleep(0.1)
+        return {
+            "waitedS": round(time.monotonic() - started, 3),
+            "bytesReceived": sum(ws.bytes_received for ws in self.sessions),
+            "bytesSkipped": sum(ws.bytes_skipped for ws in self.sessions),
+            "open": sum(1 for ws in self.sessions if not ws.closed.done()),
+            "other": self.other,
+        }
+
+    async def start(self, command: dict[str, Any]) -> dict[str, Any]:
+        self.latencies = array("q")
+        self.deliveries = self.first_ns = self.last_ns = 0
+        self.cpu0 = _cpu()
+        self.recording = True
+        return {"ok": True}
+
+    async def stop(self, command: dict[str, Any]) -> dict[str, Any]:
+        self.recording = False
+        return {
+            "deliveries": self.deliveries,
+            "firstNs": self.first_ns,
+            "lastNs": self.last_ns,
+            "cpuS": round(_cpu() - self.cpu0, 3),
+            "latencies": base64.b64encode(self.latencies.tobytes()).decode(),
+            "seqGaps": self.seq_gaps,
+            "open": sum(1 for ws in self.sessions if not ws.closed.done()),
+            "closeCodes": sorted({ws.close_code for ws in self.sessions if ws.close_code is not None}),
+            "other": self.other,
+        }
+
+    async def run(self) -> None:
+        await serve_commands(
+            {"connect": self.connect, "quiet": self.quiet, "start": self.start, "stop": self.stop}
+        )
+        for ws in self.sessions:
+            ws.close()
+        await asyncio.sleep(0.2)
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+# ------------------------------------------------------------------------------------------------
+# the writer (in the driver process)
+# ------------------------------------------------------------------------------------------------
+class Writer:
+    """One session applying one-change change sets, each after the previous one's apply_result."""
+
+    def __init__(self, site_id: str) -> None:
+        self.site_id = site_id
+        self.site_raw = base64.urlsafe_b64decode(site_id + "==")
+        self.ws: RawWebSocket | None = None
+        self.pending: asyncio.Future[bytes] | None = None
+        self.wall = 0
+        self.counter = 0
+        self.key = 0
+
+    def on_message(self, ws: RawWebSocket, payload: bytes, now: int) -> None:
+        if payload.startswith((APPLY_RESULT, b'{"type":"error"')) and self.pending is not None:
+            if not self.pending.done():
+                self.pending.set_result(payload)
+
+    def _hlc(self) -> tuple[str, str]:
+        now_ms = time.time_ns() // 1_000_000
+        if now_ms > self.wall:
+            self.wall, self.counter = now_ms, 0
+        else:
+            self.counter += 1
+            if self.counter > 0xFFFF:
+                self.wall, self.counter = self.wall + 1, 0
+        raw = struct.pack(">QH16sI", self.wall, self.counter, self.site_raw, 0)
+        return base64.b64encode(raw).decode(), f"{self.wall}:{self.counter}:{self.site_id}"
+
+    def frame(self, sent_ns: int) -> bytes:
+        hlc, tx_id = self._hlc()
+        self.key += 1
+        change = {
+            "type": "column",
+            "schema": "main",
+            "table": "bench",
+            "pk": [self.key],
+            "column": "v",
+            "value": str(sent_ns),
+            "hlc": hlc,
+        }
+        change_set = {
+            "siteId": self.site_id,
+            "transactionId": tx_id,
+            "hlc": hlc,
+            "changes": [change],
+            "schemaMigrations": [],
+        }
+        return orjson.dumps({"type": "apply_changes", "requestId": self.key, "changes": [change_set]})
+
+    async def run(self, duration_s: float, applies_per_s: float | None) -> dict[str, Any]:
+        """Closed loop (`applies_per_s` None) or paced; either way one apply in flight at a time."""
+        assert self.ws is not None
+        loop = asyncio.get_running_loop()
+        acks = array("q")
+        applies = errors = 0
+        first_ns = time.monotonic_ns()
+        start = time.monotonic()
+        end = start + duration_s
+        while applies < MAX_APPLIES and time.monotonic() < end:
+            if applies_per_s is not None:
+                due = start + applies / applies_per_s
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            self.pending = loop.create_future()
+            sent = time.monotonic_ns()
+            self.ws.send_text(self.frame(sent))
+            answer = await asyncio.wait_for(self.pending, 30.0)
+            acks.append(time.monotonic_ns() - sent)
+            result = orjson.loads(answer)
+            if result.get("type") != "apply_result" or result.get("applied") != 1:
+                errors += 1
+                if errors > 10:
+                    raise RuntimeError(f"writer: apply failed: {answer[:300]!r}")
+            applies += 1
+        last_ns = time.monotonic_ns()
+        return {
+            "applies": applies,
+            "applyErrors": errors,
+            "firstSendNs": first_ns,
+            "lastAckNs": last_ns,
+            "appliesPerS": round(applies / ((last_ns - first_ns) / 1e9), 1),
+            "ackLatencyMs": percentiles_ms(acks),
+        }
+
+
+# ------------------------------------------------------------------------------------------------
+# the driver
+# ------------------------------------------------------------------------------------------------
+async def phase(
+    name: str,
+    workers: list[Worker],
+    writer: Writer,
+    coordinator: Coordinator,
+    subscribers: int,
+    duration_s: float,
+    applies_per_s: float | None,
+) -> dict[str, Any]:
+    await ask_all(workers, {"cmd": "start"}, 30)
+    cpu = CpuWindow(coordinator.pid)
+    cpu.start()
+    load_before = load_info()
+    written = await writer.run(duration_s, applies_per_s)
+    drained = await ask_all(workers, {"cmd": "quiet", "quietMs": 500, "timeoutS": 60}, 90)
+    window = cpu.stop()
+    stats = await ask_all(workers, {"cmd": "stop"}, 60)
+    latencies = array("q")
+    for s in stats:
+        latencies.frombytes(base64.b64decode(s.pop("latencies")))
+    deliveries = sum(s["deliveries"] for s in stats)
+    last_ns = max((s["lastNs"] for s in stats if s["lastNs"]), default=written["lastAckNs"])
+    span_s = (max(last_ns, written["lastAckNs"]) - written["firstSendNs"]) / 1e9
+    expected = written["applies"] * subscribers
+    client_cpu = sum(s["cpuS"] for s in stats)
+    return {
+        "phase": name,
+        "offeredAppliesPerS": applies_per_s,
+        "offeredDeliveriesPerS": None if applies_per_s is None else applies_per_s * subscribers,
+        "writer": written,
+        "deliveries": deliveries,
+        "expectedDeliveries": expected,
+        "lostDeliveries": expected - deliveries,
+        "seconds": round(span_s, 3),
+        "deliveriesPerS": round(deliveries / span_s, 1) if span_s > 0 else None,
+        "latencyMs": percentiles_ms(latencies),
+        "cpu": {
+            **window,
+            "clientWorkersCpuS": round(client_cpu, 3),
+            "clientWorkersCpuPct": round(100 * client_cpu / window["wallS"], 1),
+            "activeS": round(span_s, 3),
+            "coordinatorCpuPctOfActive": round(
+                100 * (window["coordinatorUserS"] + window["coordinatorSysS"]) / span_s, 1
+            ),
+            "clientWorkersCpuPctOfActive": round(100 * client_cpu / span_s, 1),
+            "perWorkerCpuS": [s["cpuS"] for s in stats],
+            "coordinatorCpuUsPerDelivery": (
+                round(1e6 * (window["coordinatorUserS"] + window["coordinatorSysS"]) / deliveries, 2)
+                if deliveries
+                else None
+            ),
+            "othersOnMachineCpuS": round(
+                window["machineBusyCpuS"]
+                - window["coordinatorUserS"]
+                - window["coordinatorSysS"]
+                - client_cpu
+                - window["driverCpuS"],
+                3,
+            ),
+        },
+        "loadBefore": load_before,
+        "loadAfter": load_info(),
+        "subscribersOpen": sum(s["open"] for s in stats),
+        "seqGaps": sum(s["seqGaps"] for s in stats),
+        "closeCodes": sorted({c for s in stats for c in s["closeCodes"]}),
+        "drainWaitS": max(d["waitedS"] for d in drained),
+    }
+
+
+async def drive(args: argparse.Namespace) -> int:
+    coordinator = Coordinator(
+        [
+            "--max-connections",
+            str(args.subscribers + 100),
+            "--rate-limit-per-s",
+            "1000000",
+            "--rate-limit-burst",
+            "1000000",
+            *args.coordinator_arg,
+        ]
+    )
+    workers: list[Worker] = []
+    writer_ws: RawWebSocket | None = None
+    result: dict[str, Any] = {
+        "benchmark": "fanout",
+        "params": {
+            "subscribers": args.subscribers,
+            "workers": args.workers,
+            "durationS": args.duration_s,
+            "rateDeliveriesPerS": args.rate,
+            "coordinatorArgs": args.coordinator_arg,
+        },
+        "loadAtStart": load_info(),
+    }
+    try:
+        await coordinator.start()
+        result["coordinatorPid"] = coordinator.pid
+        common = ["--host", HOST, "--port", str(coordinator.port), "--path", coordinator.ws_path]
+        for index, count in enumerate(split(args.subscribers, args.workers)):
+            worker_args = [*common, "--count", str(count), "--concurrency", str(args.concurrency)]
+            workers.append(await Worker.spawn("benchmarks.fanout", index, worker_args))
+        setup = CpuWindow(coordinator.pid)
+        setup.start()
+        rss0 = _rss(coordinator.pid)
+        connected = await ask_all(workers, {"cmd": "connect", "timeoutS": args.setup_timeout_s}, 60 + args.setup_timeout_s)
+        writer = Writer(new_site_id())
+        sessions, errors = await open_sessions(
+            HOST, coordinator.port, coordinator.ws_path, [(DATABASE, writer.site_id)], writer.on_message, (), 1, 60
+        )
+        if not sessions:
+            raise RuntimeError(f"writer could not connect: {errors}")
+        writer.ws = writer_ws = sessions[0]
+        settled = await ask_all(workers, {"cmd": "quiet", "quietMs": 1000, "timeoutS": args.setup_timeout_s}, 60 + args.setup_timeout_s)
+        setup_window = setup.stop()
+        n_connected = sum(c["connected"] for c in connected)
+        result["setup"] = {
+            "subscribersConnected": n_connected,
+            "connectErrors": sum(c["errorCount"] for c in connected),
+            "connectErrorSamples": [e for c in connected for e in c["errors"]][:5],
+            "connectSecondsMax": max(c["seconds"] for c in connected),
+            "settleSecondsMax": max(s["waitedS"] for s in settled),
+            "bytesReceivedBySubscribers": sum(s["bytesReceived"] for s in settled),
+            "presenceBytesSkippedUnparsed": sum(s["bytesSkipped"] for s in settled),
+            "framesByType": _merge([s["other"] for s in settled]),
+            "subscribersOpenAfterSetup": sum(s["open"] for s in settled),
+            "coordinatorRssKiB": {"before": rss0, "after": _rss(coordinator.pid)},
+            "cpu": setup_window,
+        }
+        if n_connected == 0:
+            raise RuntimeError("no subscriber connected")
+        result["closedLoop"] = await phase(
+            "closed-loop", workers, writer, coordinator, n_connected, args.duration_s, None
+        )
+        result["fixedRate"] = await phase(
+            "fixed-rate", workers, writer, coordinator, n_connected, args.duration_s, args.rate / n_connected
+        )
+        closed, fixed = result["closedLoop"], result["fixedRate"]
+        result["summary"] = {
+            "deliveriesPerS": closed["deliveriesPerS"],
+            "closedLoopP50Ms": closed["latencyMs"].get("p50"),
+            "closedLoopP99Ms": closed["latencyMs"].get("p99"),
+            "fixedRateDeliveriesPerS": fixed["deliveriesPerS"],
+            "fixedRateP50Ms": fixed["latencyMs"].get("p50"),
+            "fixedRateP99Ms": fixed["latencyMs"].get("p99"),
+            "coordinatorCpuPctClosedLoop": closed["cpu"]["coordinatorCpuPctOfActive"],
+            "clientWorkersCpuPctClosedLoop": closed["cpu"]["clientWorkersCpuPctOfActive"],
+            "coordinatorCpuUsPerDeliveryClosedLoop": closed["cpu"]["coordinatorCpuUsPerDelivery"],
+            "targetDeliveriesPerSMet": (closed["deliveriesPerS"] or 0) >= 50_000,
+            "targetP99At10kMet": (fixed["latencyMs"].get("p99") or 1e9) <= 50.0,
+            "fixedRateIsTheTargetLoad": args.rate == 10_000,
+        }
+        result["coordinatorLogLines"] = coordinator.log_lines()
+        return_code = 0
+    except Exception as exc:
+        result["error"] = f"{type(exc).__name__}: {exc}"
+        result["coordinatorLogTail"] = coordinator.log_tail()
+        return_code = 1
+    finally:
+        if writer_ws is not None:
+            writer_ws.close()
+        await stop_all(workers)
+        result["coordinatorExit"] = await coordinator.stop()
+        result["loadAtEnd"] = load_info()
+        print(json.dumps(result, indent=2))
+    return return_code
+
+
+def _rss(pid: int) -> int:
+    from benchmarks._common import proc_rss_kib
+
+    return proc_rss_kib(pid)
+
+
+def _merge(counts: list[dict[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for c in counts:
+        for k, v in c.items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--subscribers", type=int, default=200, help="subscribed sessions (issue 2: 1000)")
+    parser.add_argument("--workers", type=int, default=2, help="subscriber processes")
+    parser.add_argument("--duration-s", type=float, default=5.0, help="length of each measured phase")
+    parser.add_argument(
+        "--rate", type=float, default=10_000.0, help="offered deliveries/s of the fixed-rate phase"
+    )
+    parser.add_argument("--concurrency", type=int, default=20, help="handshakes in flight per worker")
+    parser.add_argument("--setup-timeout-s", type=float, default=300.0, help="bound on connecting and settling")
+    parser.add_argument(
+        "--coordinator-arg", action="append", default=[], help="extra argument for `coordinator serve`"
+    )
+    # worker mode (internal)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--host", default=HOST, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--path", default="/sync/ws", help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.subscribers < 1 or args.workers < 1 or args.duration_s <= 0 or args.rate <= 0:
+        parser.error("--subscribers, --workers, --duration-s and --rate must be positive")
+    if args.host != HOST:
+        parser.error("traffic goes to 127.0.0.1 only")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+
+        async def work() -> int:
+            try:
+                await Subscribers(args).run()
+            except Exception as exc:  # tell the driver rather than die silently
+                reply({"error": f"{type(exc).__name__}: {exc}"})
+                return 1
+            return 0
+
+        return run_async(work)
+
+    async def driver() -> int:
+        return await drive(args)
+
+    return run_async(driver)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

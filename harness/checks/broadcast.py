@@ -1,0 +1,111 @@
+"""Broadcast: every live session receives every write of the other sites (delivery), in `seq`
+order with no number skipped or repeated (ordered-seq)."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from harness.checks import capabilities as cap
+from harness.checks.delivery import expected_deliveries
+from harness.checks.observations import Observations
+from harness.checks.registry import Param, register
+from harness.checks.result import CheckResult
+from harness.checks.verdict import failed, passed, unknown, unsupported
+from harness.checks.views import applies, connections, disturbed
+from harness.history import History
+
+
+@register(
+    "broadcast-delivery",
+    "broadcast",
+    "every session live during a write of another site receives it within the bound",
+    delivery_bound_s=Param(5.0, "longest write-to-push delay before a push counts as missing"),
+    excuse_faults=Param(True, "pairs overlapping a non-S3 fault or process action are excused"),
+)
+def broadcast_delivery(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
+    name = "broadcast-delivery"
+    bound = float(params["delivery_bound_s"])
+    end = history.now()
+    judged = 0
+    violations: list[dict[str, Any]] = []
+    for delivery in expected_deliveries(history):
+        sent = delivery.apply.invoked.time
+        conn = delivery.recipient
+        if sent + bound > end:
+            continue  # the run ended before the bound: no verdict on this one
+        if conn.closed_at is not None and conn.closed_at < sent + bound and delivery.received_at is None:
+            continue  # it left (or was dropped) before the bound
+        if conn.paused_during(sent, sent + bound):
+            continue
+        if params["excuse_faults"] and disturbed(history, obs, sent, sent + bound):
+            continue
+        judged += 1
+        latency = delivery.latency
+        if latency is None or latency > bound:
+            violations.append(
+                {
+                    "time": sent + bound,
+                    "writer": delivery.apply.process,
+                    "recipient": conn.process,
+                    "conn": conn.number,
+                    "transactionId": delivery.transaction_id,
+                    "latency_s": latency,
+                }
+            )
+    if violations:
+        return failed(
+            name, f"{len(violations)} of {judged} expected pushes missing or late", params, violations
+        )
+    if judged == 0:
+        return unknown(name, "no write had another live session to reach", params)
+    return passed(name, f"{judged} pushes delivered within {bound}s", params)
+
+
+@register(
+    "ordered-seq",
+    "broadcast",
+    "per connection, push seq goes +1 each time: no repeat; a gap only for the session's own writes",
+)
+def ordered_seq(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
+    name = "ordered-seq"
+    if missing := cap.missing(history, obs, cap.SEQ):
+        return unsupported(name, params, missing)
+    writes = applies(history)
+    judged = 0
+    violations: list[dict[str, Any]] = []
+    for conn in connections(history):
+        pushes = [m for m in conn.received("push_changes") if isinstance(m.payload.get("seq"), int)]
+        told = [m.index for m in conn.received("notice") if m.payload.get("code") == "SLOW_CLIENT"]
+        if told:  # a session told it is being dropped may miss what follows
+            pushes = [m for m in pushes if m.index < told[0]]
+        if len(pushes) < 2:
+            continue
+        judged += 1
+        own = [w for w in writes if w.process == conn.process]
+        for before, after in itertools.pairwise(pushes):
+            a, b = int(before.payload["seq"]), int(after.payload["seq"])
+            where = {"time": after.time, "process": conn.process, "conn": conn.number, "index": after.index}
+            if b <= a:
+                violations.append(where | {"problem": f"seq {b} after {a}: repeated or out of order"})
+                continue
+            skipped = b - a - 1
+            if skipped == 0:
+                continue
+            # Own writes are not pushed back to their site: each may account for one number.
+            own_between = sum(
+                1
+                for w in own
+                if w.invoked.time < after.time
+                and (w.ack_time is None or w.ack_time > before.time)
+                and (w.applied > 0 or not w.acknowledged)
+            )
+            if skipped > own_between:
+                violations.append(
+                    where | {"problem": f"seq jumped {a} -> {b}", "own_writes_between": own_between}
+                )
+    if violations:
+        return failed(name, f"{len(violations)} seq gaps or repeats", params, violations)
+    if judged == 0:
+        return unknown(name, "no connection received two numbered pushes", params)
+    return passed(name, f"{judged} connections received pushes in seq order", params)

@@ -1,0 +1,99 @@
+"""Degradation announced: an object-store outage is told to the sessions (BACKEND_UNAVAILABLE
+within its bound of the outage's start, BACKEND_RECOVERED within its bound of its end), and
+heartbeats say `degraded` in between."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.checks import capabilities as cap
+from harness.checks.observations import Observations
+from harness.checks.registry import Param, register
+from harness.checks.result import CheckResult
+from harness.checks.verdict import failed, passed, unknown, unsupported
+from harness.checks.views import backend_windows, connections
+from harness.history import History
+
+
+@register(
+    "degradation-announced",
+    "degradation",
+    "BACKEND_UNAVAILABLE within its bound of an S3 outage, BACKEND_RECOVERED after, heartbeats degraded between",
+    announce_bound_s=Param(10.0, "longest time from the outage's start to BACKEND_UNAVAILABLE"),
+    recover_bound_s=Param(15.0, "longest time from the outage's end to BACKEND_RECOVERED"),
+    heartbeat_interval_s=Param(5.0, "heartbeats may lag a transition by this much"),
+)
+def degradation_announced(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
+    name = "degradation-announced"
+    windows = backend_windows(history)
+    if not windows:
+        return unknown(name, "no object-store fault in this run", params)
+    if missing := cap.missing(history, obs, cap.NOTICE):
+        return unsupported(name, params, missing)
+    announce, recover = float(params["announce_bound_s"]), float(params["recover_bound_s"])
+    lag = float(params["heartbeat_interval_s"])
+    end = history.now()
+    judged = 0
+    violations: list[dict[str, Any]] = []
+    for window in windows:
+        for conn in connections(history):
+            notices = conn.received("notice")
+            down = [
+                m
+                for m in notices
+                if m.payload.get("code") == "BACKEND_UNAVAILABLE" and m.time >= window.start
+            ]
+            if window.start + announce <= end and conn.live_over(window.start, window.start + announce):
+                judged += 1
+                told = [m for m in down if m.time <= window.start + announce]
+                if not told:
+                    violations.append(
+                        {
+                            "time": window.start + announce,
+                            "process": conn.process,
+                            "fault": window.id,
+                            "problem": f"no BACKEND_UNAVAILABLE within {announce}s",
+                        }
+                    )
+            if (
+                window.end is None
+                or window.end + recover > end
+                or not conn.live_over(window.end, window.end + recover)
+            ):
+                continue
+            judged += 1
+            back = [
+                m
+                for m in notices
+                if m.payload.get("code") == "BACKEND_RECOVERED"
+                and window.end <= m.time <= window.end + recover
+            ]
+            if not back:
+                violations.append(
+                    {
+                        "time": window.end + recover,
+                        "process": conn.process,
+                        "fault": window.id,
+                        "problem": f"no BACKEND_RECOVERED within {recover}s",
+                    }
+                )
+            if down and back and cap.has(history, obs, cap.HEARTBEAT):
+                for beat in conn.received("heartbeat"):
+                    if (
+                        down[0].time + lag < beat.time < back[0].time
+                        and beat.payload.get("backend") != "degraded"
+                    ):
+                        violations.append(
+                            {
+                                "time": beat.time,
+                                "process": conn.process,
+                                "fault": window.id,
+                                "problem": f"heartbeat says backend {beat.payload.get('backend')!r} during the outage",
+                            }
+                        )
+                        break
+    if violations:
+        return failed(name, f"{len(violations)} outage announcements missing or wrong", params, violations)
+    if judged == 0:
+        return unknown(name, "no session was connected across an outage's start or end", params)
+    return passed(name, f"{judged} outage transitions announced within bounds", params)

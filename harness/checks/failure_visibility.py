@@ -1,0 +1,87 @@
+"""Failure visibility: when the run shows the server failed to deliver (a live session missed a
+push) or dropped sessions nobody asked it to drop, an error metric or an error log line says so.
+Silence about a failure is itself the failure."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from harness.checks import capabilities as cap
+from harness.checks.delivery import expected_deliveries
+from harness.checks.observations import Observations
+from harness.checks.prometheus import matching_series
+from harness.checks.registry import Param, register
+from harness.checks.result import CheckResult
+from harness.checks.verdict import failed, passed, unknown, unsupported
+from harness.checks.views import connections, disturbed
+from harness.history import History
+
+ABNORMAL_CLOSES = (None, 1006, 1011)
+
+
+@register(
+    "failure-visibility",
+    "failure-visibility",
+    "when delivery visibly failed, an error metric moved (or an error was logged) afterwards",
+    metric_pattern=Param(r"(?i)(error|fail)", "regex of metric names that count failures"),
+    log_pattern=Param(r"(?i)(\berror\b|\bfailed\b|exception)", "regex of log lines that report a failure"),
+    delivery_bound_s=Param(5.0, "a push not received within this bound counts as a failed delivery"),
+)
+def failure_visibility(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
+    name = "failure-visibility"
+    if missing := cap.missing(history, obs, cap.METRICS):
+        return unsupported(name, params, missing)
+    bound = float(params["delivery_bound_s"])
+    end = history.now()
+    failures: list[dict[str, Any]] = []
+    for d in expected_deliveries(history):
+        sent = d.apply.invoked.time
+        conn = d.recipient
+        if sent + bound > end or d.received_at is not None:
+            continue
+        if conn.closed_at is not None and conn.closed_at < sent + bound:
+            continue
+        if conn.paused_during(sent, sent + bound) or disturbed(history, obs, sent, sent + bound):
+            continue
+        failures.append(
+            {
+                "time": sent,
+                "kind": "missed push",
+                "recipient": conn.process,
+                "transactionId": d.transaction_id,
+            }
+        )
+    for conn in connections(history):
+        if conn.closed_at is None or conn.by_client or conn.close_code not in ABNORMAL_CLOSES:
+            continue
+        if disturbed(history, obs, conn.closed_at - 1.0, conn.closed_at):
+            continue
+        failures.append(
+            {"time": conn.closed_at, "kind": f"session dropped ({conn.close_code})", "process": conn.process}
+        )
+    if not failures:
+        return unknown(name, "no delivery failure happened, nothing had to be made visible", params)
+    first_failure = min(f["time"] for f in failures)
+    pattern = str(params["metric_pattern"])
+    before = [s for s in obs.metrics if s.time <= first_failure and isinstance(s.data, dict)]
+    after = [s for s in obs.metrics if s.time > first_failure and isinstance(s.data, dict)]
+    if not after:
+        return unknown(name, "no /metrics sample after the first failure", params, failures)
+    baseline = matching_series(before[-1].data, pattern) if before else {}
+    final = matching_series(after[-1].data, pattern)
+    moved = {k: v for k, v in final.items() if v > baseline.get(k, 0.0)}
+    log_regex = re.compile(str(params["log_pattern"]))
+    logged = [
+        line.text[:200] for line in obs.logs if line.time >= first_failure and log_regex.search(line.text)
+    ]
+    if moved or logged:
+        return passed(
+            name,
+            f"{len(failures)} failures, made visible ({len(moved)} error series moved, {len(logged)} log lines)",
+            params,
+            [{"moved": moved, "logged": logged[:5]}],
+        )
+    return failed(
+        name, f"{len(failures)} delivery failures and no error metric moved, nothing logged", params, failures
+    )

@@ -1,0 +1,19 @@
+"""Imports every check module so that each registers its checks (see registry.load_all)."""
+
+from harness.checks import (  # noqa: F401
+    backend_load,
+    broadcast,
+    convergence,
+    degradation,
+    error_specificity,
+    failure_visibility,
+    heartbeats,
+    presence,
+    resources,
+    shutdown,
+    slow_clients,
+    streams,
+    survival,
+    tenant_isolation,
+    writes,
+)

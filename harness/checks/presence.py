@@ -1,0 +1,105 @@
+"""Presence accuracy: joinedAt is when the session joined, lastSeen is between joinedAt and
+the message, a leave is visible to every other session within its bound, and a departed session
+is never listed after that bound."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.checks import capabilities as cap
+from harness.checks.observations import Observations
+from harness.checks.registry import Param, register
+from harness.checks.result import CheckResult
+from harness.checks.verdict import failed, passed, unknown, unsupported
+from harness.checks.views import connections, disturbed, wall_offset_ms
+from harness.history import History
+
+
+def _ids(payload: dict[str, Any]) -> set[str]:
+    return {str(s.get("connectionId")) for s in payload.get("sessions") or [] if isinstance(s, dict)}
+
+
+@register(
+    "presence-accuracy",
+    "presence",
+    "presence timestamps are truthful and a leave reaches every other session within its bound",
+    leave_bound_s=Param(2.0, "longest time from a session's close to a presence without it"),
+    clock_tolerance_s=Param(1.0, "allowed difference between joinedAt/lastSeen and what the clients saw"),
+)
+def presence_accuracy(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
+    name = "presence-accuracy"
+    if missing := cap.missing(history, obs, cap.PRESENCE):
+        return unsupported(name, params, missing)
+    conns = [c for c in connections(history) if c.connection_id is not None]
+    by_id = {str(c.connection_id): c for c in conns}
+    offset = wall_offset_ms(history)
+    tol = float(params["clock_tolerance_s"])
+    bound = float(params["leave_bound_s"])
+    end = history.now()
+    judged = 0
+    violations: list[dict[str, Any]] = []
+    # timestamps
+    for observer in conns:
+        for message in observer.received("presence"):
+            for entry in message.payload.get("sessions") or []:
+                subject = by_id.get(str(entry.get("connectionId")))
+                joined, seen = entry.get("joinedAt"), entry.get("lastSeen")
+                if (
+                    subject is None
+                    or not isinstance(joined, int | float)
+                    or not isinstance(seen, int | float)
+                ):
+                    continue
+                judged += 1
+                where = {
+                    "time": message.time,
+                    "observer": observer.process,
+                    "subject": subject.process,
+                    "index": message.index,
+                }
+                if seen + tol * 1000 < joined:
+                    violations.append(where | {"problem": f"lastSeen {seen} before joinedAt {joined}"})
+                if offset is None:
+                    continue
+                joined_t, seen_t = (joined - offset) / 1000.0, (seen - offset) / 1000.0
+                session_at = subject.session_at if subject.session_at is not None else subject.opened_at
+                if not subject.opened_at - tol <= joined_t <= session_at + tol:
+                    violations.append(
+                        where
+                        | {"problem": f"joinedAt is {joined_t - session_at:+.2f}s from the session's join"}
+                    )
+                if seen_t > message.time + tol:
+                    violations.append(
+                        where | {"problem": f"lastSeen {seen_t - message.time:+.2f}s after the message"}
+                    )
+    # leaves
+    for leaver in conns:
+        if leaver.closed_at is None or leaver.session_at is None:
+            continue
+        gone = str(leaver.connection_id)
+        deadline = leaver.closed_at + bound
+        if deadline > end or disturbed(history, obs, leaver.closed_at, deadline):
+            continue
+        for observer in conns:
+            if observer is leaver or observer.database_id != leaver.database_id:
+                continue
+            if not observer.live_over(leaver.closed_at, deadline) or observer.paused_during(
+                leaver.closed_at, deadline
+            ):
+                continue
+            judged += 1
+            where = {"leaver": leaver.process, "observer": observer.process, "left_at": leaver.closed_at}
+            after = [m for m in observer.received("presence") if m.time >= leaver.closed_at]
+            if not any(m.time <= deadline and gone not in _ids(m.payload) for m in after):
+                violations.append(where | {"time": deadline, "problem": f"leave not visible within {bound}s"})
+            stale = [m for m in after if m.time > deadline and gone in _ids(m.payload)]
+            if stale:
+                violations.append(
+                    where
+                    | {"time": stale[0].time, "problem": "departed session listed after its leave bound"}
+                )
+    if violations:
+        return failed(name, f"{len(violations)} presence inaccuracies", params, violations)
+    if judged == 0:
+        return unknown(name, "no presence entry or leave to judge", params)
+    return passed(name, f"{judged} presence facts truthful", params)

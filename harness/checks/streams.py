@@ -1,0 +1,112 @@
+"""Snapshot streams: complete or honestly failed (stream completeness), and resumable.
+
+A stream is complete when it ends with its footer / snapshot_complete and its counts agree with
+what was sent. One that stops with neither and without an error is truncated. A stream cut by a
+fault or a harness action proves nothing either way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.checks.observations import Observations
+from harness.checks.registry import Param, register
+from harness.checks.result import CheckResult
+from harness.checks.verdict import failed, passed, unknown
+from harness.checks.views import disturbed
+from harness.client.recorder import OpName
+from harness.history import History
+
+SNAPSHOT_OPS = (OpName.SNAPSHOT, OpName.RESUME_SNAPSHOT, OpName.HTTP_SNAPSHOT)
+# Endings that mean the stream stopped without footer and without error.
+SILENT_ENDINGS = ("eof", "stalled", "connection_closed", "disconnected")
+
+
+@register(
+    "stream-completeness",
+    "streams",
+    "every snapshot stream ends with footer/snapshot_complete (counts agreeing) or with an error",
+    excuse_faults=Param(True, "a stream cut while a non-S3 fault or process action was in force is excused"),
+)
+def stream_completeness(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
+    name = "stream-completeness"
+    judged = 0
+    violations: list[dict[str, Any]] = []
+    for invoked, completed in history.pairs():
+        if invoked.f not in SNAPSHOT_OPS or completed is None or not isinstance(completed.value, dict):
+            continue
+        outcome = completed.value
+        ended = outcome.get("ended")
+        if ended in ("cut", "cancelled"):
+            continue  # the client stopped reading on purpose
+        where = {
+            "process": invoked.process,
+            "op": invoked.f,
+            "op_id": invoked.op_id,
+            "index": completed.index,
+        }
+        if ended in SILENT_ENDINGS:
+            excuses = disturbed(history, obs, invoked.time, completed.time) if params["excuse_faults"] else []
+            if excuses:
+                continue
+            judged += 1
+            violations.append(
+                where
+                | {
+                    "time": completed.time,
+                    "problem": f"truncated: stream ended ({ended}) with neither footer nor error",
+                    "chunks": outcome.get("chunks"),
+                }
+            )
+            continue
+        judged += 1
+        problems = list(outcome.get("problems") or [])
+        if problems:
+            violations.append(where | {"time": completed.time, "problem": "; ".join(problems[:5])})
+    if violations:
+        return failed(
+            name,
+            f"{len(violations)} of {judged} snapshot streams incomplete or inconsistent",
+            params,
+            violations,
+        )
+    if judged == 0:
+        return unknown(name, "no snapshot stream was read", params)
+    return passed(name, f"{judged} snapshot streams complete or ended with an error", params)
+
+
+@register(
+    "snapshot-resume",
+    "streams",
+    "resume_snapshot continues a cut snapshot: answered with the rest, header repeating the checkpoint",
+)
+def snapshot_resume(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
+    name = "snapshot-resume"
+    judged = 0
+    violations: list[dict[str, Any]] = []
+    for invoked, completed in history.pairs():
+        if invoked.f != OpName.RESUME_SNAPSHOT or completed is None or not isinstance(completed.value, dict):
+            continue
+        if disturbed(history, obs, invoked.time, completed.time):
+            continue
+        outcome = completed.value
+        judged += 1
+        where = {
+            "process": invoked.process,
+            "op_id": invoked.op_id,
+            "index": completed.index,
+            "time": completed.time,
+        }
+        if outcome.get("ended") == "error":
+            violations.append(where | {"problem": f"resume answered with error {outcome.get('code')}"})
+        elif outcome.get("ended") != "complete":
+            violations.append(where | {"problem": f"resumed stream ended {outcome.get('ended')}"})
+        elif outcome.get("problems"):
+            violations.append(where | {"problem": "; ".join(outcome["problems"][:5])})
+    if violations:
+        return failed(
+            name, f"{len(violations)} of {judged} resumed snapshots did not resume", params, violations
+        )
+    if judged == 0:
+        return unknown(name, "no snapshot was resumed", params)
+    return passed(name, f"{judged} resumed snapshots completed from their checkpoints", params)

@@ -1,0 +1,227 @@
+"""Views of a history the checks share: connections with their messages, applies with what
+they acknowledged, the run's wall clock, fault windows by kind.
+
+A connection's messages are those of its process recorded between its `open` event and the
+next `open` of the same process; history indices are global and increasing, so this holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.checks.observations import Observations
+from harness.client.recorder import EventKind, OpName
+from harness.history import Event, FaultWindow, History, Message, Op
+
+BACKEND_MARKERS = ("s3", "object-store", "backend")
+PROCESS_KINDS = ("sigterm", "sigkill", "sigstop", "restart", "kill", "shutdown", "pause", "crash")
+
+
+@dataclass(slots=True)
+class Connection:
+    process: str
+    number: int
+    opened_at: float
+    open_index: int
+    closed_at: float | None = None
+    close_code: int | None = None
+    close_reason: str = ""
+    by_client: bool = False
+    session_at: float | None = None  # handshake acknowledged
+    database_id: str | None = None
+    site_id: str | None = None
+    connection_id: str | None = None
+    messages: list[Message] = field(default_factory=list)
+    sent: list[Message] = field(default_factory=list)
+    paused: list[tuple[float, float | None]] = field(default_factory=list)  # reading paused
+
+    @property
+    def authenticated(self) -> bool:
+        return self.session_at is not None
+
+    def received(self, type: str) -> list[Message]:
+        return [m for m in self.messages if m.type == type]
+
+    def live_over(self, start: float, end: float) -> bool:
+        """Authenticated before `start` and still open at `end`."""
+        return (
+            self.session_at is not None
+            and self.session_at <= start
+            and (self.closed_at is None or self.closed_at >= end)
+        )
+
+    def paused_during(self, start: float, end: float) -> bool:
+        return any(p0 <= end and (p1 is None or p1 >= start) for p0, p1 in self.paused)
+
+
+def connections(history: History) -> list[Connection]:
+    """Every WebSocket connection of the run, in the order they opened."""
+    by_process: dict[str, list[Connection]] = {}
+    items: list[Event | Message] = [*history.events, *history.messages]
+    items.sort(key=lambda item: item.index)
+    for item in items:
+        conns = by_process.setdefault(item.process, [])
+        current = conns[-1] if conns else None
+        if isinstance(item, Message):
+            if current is not None:
+                (current.messages if item.direction == "recv" else current.sent).append(item)
+            continue
+        data = item.data
+        if item.kind == EventKind.OPEN:
+            conns.append(
+                Connection(item.process, int(data.get("conn", len(conns) + 1)), item.time, item.index)
+            )
+        elif current is None:
+            continue
+        elif item.kind == EventKind.CLOSE:
+            current.closed_at = item.time
+            current.close_code = data.get("code")
+            current.close_reason = str(data.get("reason") or "")
+            current.by_client = bool(data.get("by_client"))
+        elif item.kind == EventKind.SESSION:
+            current.session_at = item.time
+            current.database_id = data.get("databaseId")
+            current.site_id = data.get("siteId")
+            current.connection_id = data.get("connectionId")
+        elif item.kind == EventKind.READING_PAUSED:
+            current.paused.append((item.time, None))
+        elif item.kind == EventKind.READING_RESUMED and current.paused and current.paused[-1][1] is None:
+            current.paused[-1] = (current.paused[-1][0], item.time)
+    out = [c for conns in by_process.values() for c in conns]
+    out.sort(key=lambda c: c.open_index)
+    for conn in out:  # a pause lasts until the connection ends when never resumed
+        conn.paused = [(p0, p1 if p1 is not None else conn.closed_at) for p0, p1 in conn.paused]
+    return out
+
+
+@dataclass(slots=True)
+class Apply:
+    """An acknowledged or attempted write: WS apply_changes or HTTP POST changes."""
+
+    process: str
+    invoked: Op
+    completed: Op | None
+    change_sets: list[dict[str, Any]]
+    database_id: str | None
+    site_id: str | None
+
+    @property
+    def acknowledged(self) -> bool:
+        """The server said it took the whole request (ok, nothing rejected)."""
+        result = self.result
+        return (
+            self.completed is not None and self.completed.type == "ok" and not (result or {}).get("rejected")
+        )
+
+    @property
+    def result(self) -> dict[str, Any] | None:
+        if (
+            self.completed is None
+            or self.completed.type != "ok"
+            or not isinstance(self.completed.value, dict)
+        ):
+            return None
+        value = self.completed.value
+        if self.invoked.f == OpName.HTTP_APPLY:
+            body = value.get("body") or {}
+            return body.get("data") if isinstance(body, dict) else None
+        return value
+
+    @property
+    def applied(self) -> int:
+        return int((self.result or {}).get("applied") or 0)
+
+    @property
+    def change_count(self) -> int:
+        return sum(len(cs.get("changes") or []) for cs in self.change_sets)
+
+    @property
+    def ack_time(self) -> float | None:
+        return self.completed.time if self.completed is not None else None
+
+
+def applies(history: History) -> list[Apply]:
+    """Every write, with the database and site of the client that made it."""
+    session_db: dict[str, str | None] = {}
+    session_site: dict[str, str | None] = {}
+    out: list[Apply] = []
+    events = sorted(history.events, key=lambda e: e.index)
+    pairs = history.pairs()
+    pairs.sort(key=lambda p: p[0].index)
+    ev_iter = iter(events)
+    pending = next(ev_iter, None)
+    for invoked, completed in pairs:
+        while pending is not None and pending.index < invoked.index:
+            if pending.kind == EventKind.SESSION:
+                session_db[pending.process] = pending.data.get("databaseId")
+                session_site[pending.process] = pending.data.get("siteId")
+            elif pending.kind == EventKind.CLOCK:
+                session_site.setdefault(pending.process, pending.data.get("siteId"))
+            pending = next(ev_iter, None)
+        if invoked.f not in (OpName.APPLY, OpName.HTTP_APPLY) or not isinstance(invoked.value, dict):
+            continue
+        database = invoked.value.get("databaseId") or session_db.get(invoked.process)
+        out.append(
+            Apply(
+                invoked.process,
+                invoked,
+                completed,
+                list(invoked.value.get("changeSets") or []),
+                database,
+                session_site.get(invoked.process),
+            )
+        )
+    return out
+
+
+def wall_offset_ms(history: History) -> float | None:
+    """wall-clock ms minus run-time ms, from the clients' clock events (None if none)."""
+    offsets = [
+        float(e.data["wall_ms"]) - e.time * 1000.0 for e in history.events if e.kind == EventKind.CLOCK
+    ]
+    return sum(offsets) / len(offsets) if offsets else None
+
+
+def is_backend_fault(window: FaultWindow) -> bool:
+    text = f"{window.kind} {window.target}".lower()
+    return any(marker in text for marker in BACKEND_MARKERS)
+
+
+def backend_windows(history: History) -> list[FaultWindow]:
+    return [w for w in history.faults if is_backend_fault(w)]
+
+
+def overlaps(window: FaultWindow, start: float, end: float, end_of_run: float) -> bool:
+    w_end = window.end if window.end is not None else end_of_run
+    return window.start <= end and w_end >= start
+
+
+def disturbed(
+    history: History, obs: Observations, start: float, end: float, include_backend: bool = False
+) -> list[dict[str, Any]]:
+    """Faults or process actions in force during [start, end]: what excuses a late or missing
+    answer. Backend (S3) faults excuse nothing unless asked: a server must ride them out."""
+    end_of_run = history.now()
+    found: list[dict[str, Any]] = [
+        {"fault": w.id, "kind": w.kind, "target": w.target}
+        for w in history.faults
+        if overlaps(w, start, end, end_of_run) and (include_backend or not is_backend_fault(w))
+    ]
+    found += [
+        {"process": e.kind, "time": e.time}
+        for e in obs.process
+        if e.kind != "start" and start <= e.time <= end
+    ]
+    return found
+
+
+def end_of_run(history: History) -> float:
+    times = [0.0] + [o.time for o in history.ops] + [m.time for m in history.messages]
+    times += [e.time for e in history.events]
+    return max(times)
+
+
+def first(items: Iterable[Any]) -> Any:
+    return next(iter(items), None)

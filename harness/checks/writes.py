@@ -1,0 +1,113 @@
+"""Acknowledged writes survive: every change the server acknowledged is visible afterwards in
+the server's state (final get_changes / snapshot, after restarts) and, when the harness owns
+the object store, in S3 (no-lost-write); and in S3 after a graceful shutdown or once an
+outage is over (durability)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.checks.convergence import recorded_replicas
+from harness.checks.observations import Observations
+from harness.checks.registry import Param, register
+from harness.checks.result import CheckResult
+from harness.checks.s3_contents import replicas_from_objects
+from harness.checks.shutdown import graceful_stops
+from harness.checks.verdict import failed, passed, unknown
+from harness.checks.views import Apply, applies, backend_windows
+from harness.client.replica import Replica
+from harness.history import History
+
+
+def _missing(write: Apply, replica: Replica) -> list[dict[str, Any]]:
+    out = []
+    for change_set in write.change_sets:
+        for change in change_set.get("changes") or []:
+            if not replica.covers(change):
+                out.append(
+                    {
+                        "time": write.ack_time or write.invoked.time,
+                        "writer": write.process,
+                        "transactionId": change_set.get("transactionId"),
+                        "change": {k: change.get(k) for k in ("type", "table", "pk", "column", "hlc")},
+                    }
+                )
+    return out
+
+
+@register(
+    "no-lost-write",
+    "writes",
+    "every acknowledged change is visible in the server's final state (and in S3 when owned)",
+    check_s3=Param(
+        True, "also look for each acknowledged change in the object store when the harness owns it"
+    ),
+)
+def no_lost_write(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
+    name = "no-lost-write"
+    writes = [w for w in applies(history) if w.acknowledged]
+    if not writes:
+        return unknown(name, "no write was acknowledged", params)
+    servers = {r.database_id: r for r in recorded_replicas(history) if r.is_server}
+    s3: dict[str, Replica] = {}
+    if params["check_s3"] and obs.s3_owned and obs.s3_objects is not None:
+        s3, _ = replicas_from_objects(obs.s3_objects)
+    judged = 0
+    violations: list[dict[str, Any]] = []
+    for write in writes:
+        final = servers.get(str(write.database_id))
+        if final is not None and final.event.time >= (write.ack_time or 0.0):
+            judged += 1
+            violations += [v | {"where": "server state"} for v in _missing(write, final.replica)]
+        if s3:
+            judged += 1
+            violations += [
+                v | {"where": "s3"} for v in _missing(write, s3.get(str(write.database_id), Replica()))
+            ]
+    if violations:
+        return failed(name, f"{len(violations)} acknowledged changes lost", params, violations)
+    if judged == 0:
+        return unknown(name, "no final server state (nor S3 listing) to look for the writes in", params)
+    return passed(name, f"{len(writes)} acknowledged writes all visible afterwards", params)
+
+
+@register(
+    "durability",
+    "writes",
+    "acknowledged changes reach S3: all of them after a graceful shutdown or once an S3 outage is over",
+    flush_bound_s=Param(
+        10.0, "writes acknowledged this close to the end of the run are not judged (still flushing)"
+    ),
+)
+def durability(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
+    name = "durability"
+    if not obs.s3_owned or obs.s3_objects is None:
+        return unknown(name, "the harness does not own the object store: contents unknown", params)
+    stops = graceful_stops(history, obs)
+    outages = backend_windows(history)
+    if any(w.end is None for w in outages):
+        return unknown(name, "an S3 outage was still in force at the end", params)
+    # After a graceful shutdown everything acknowledged must be flushed; otherwise allow the
+    # flush bound for writes made just before the listing.
+    horizon = float("inf") if stops else history.now() - float(params["flush_bound_s"])
+    writes = [w for w in applies(history) if w.acknowledged and (w.ack_time or 0.0) <= horizon]
+    if not writes:
+        return unknown(name, "no acknowledged write old enough to be judged", params)
+    s3, unreadable = replicas_from_objects(obs.s3_objects)
+    violations: list[dict[str, Any]] = []
+    for write in writes:
+        violations += _missing(write, s3.get(str(write.database_id), Replica()))
+    evidence_extra = [{"unreadable_objects": unreadable[:20]}] if unreadable else []
+    if violations:
+        return failed(
+            name,
+            f"{len(violations)} acknowledged changes missing from S3",
+            params,
+            violations + [{"time": history.now(), **e} for e in evidence_extra],
+        )
+    return passed(
+        name,
+        f"{len(writes)} acknowledged writes all in S3 ({len(obs.s3_objects)} objects)",
+        params,
+        evidence_extra,
+    )

@@ -1,0 +1,382 @@
+"""Client behaviours the scenario runner instantiates: small coroutines over a `SyncClient`,
+each bounded in count and in time, stopping by itself, drawing every random choice from the
+`random.Random` it is given (one seed replays the run).
+
+Every behaviour records `behaviour_start` / `behaviour_end` events, survives the connection
+dropping under it (reconnecting with backoff), and, where it keeps a replica, ends by
+catching up and recording the replica for the convergence checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from abc import ABC, abstractmethod
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from harness.client.codec import encode_b64
+from harness.client.recorder import EventKind
+from harness.client.sync_client import (
+    ConnectionLost,
+    RequestTimeout,
+    ServerError,
+    SyncClient,
+)
+
+_RECOVERABLE = (ConnectionLost, RequestTimeout, ServerError)
+
+
+@dataclass(kw_only=True)
+class Behaviour(ABC):
+    """Base: `duration_s` bounds the whole run of the behaviour; subclasses bound their loops
+    by count as well."""
+
+    name: ClassVar[str] = "behaviour"
+    client: SyncClient
+    rng: random.Random
+    duration_s: float = 30.0
+    final_catch_up: bool = True
+    _deadline: float = field(default=0.0, init=False)
+
+    def params(self) -> dict[str, Any]:
+        skip = {"client", "rng"}
+        return {k: v for k, v in vars(self).items() if k not in skip and not k.startswith("_")}
+
+    def time_left(self) -> float:
+        return self._deadline - time.monotonic()
+
+    async def run(self) -> str:
+        """Run to completion or to the time bound; returns why it ended."""
+        self._deadline = time.monotonic() + self.duration_s
+        self.client.rec.event(EventKind.BEHAVIOUR_START, behaviour=self.name, params=self.params())
+        reason = "done"
+        try:
+            async with asyncio.timeout(self.duration_s):
+                await self.body()
+        except TimeoutError:
+            reason = "time bound"
+        except _RECOVERABLE as exc:
+            reason = f"gave up: {exc}"
+        try:
+            if self.final_catch_up:
+                await self.finish()
+        except _RECOVERABLE as exc:
+            reason += f"; final catch-up failed: {exc}"
+        finally:
+            with contextlib.suppress(Exception):
+                await self.client.close()
+            self.client.rec.event(EventKind.BEHAVIOUR_END, behaviour=self.name, reason=reason)
+        return reason
+
+    @abstractmethod
+    async def body(self) -> None:
+        """What the behaviour does; `run` bounds it in time and records it."""
+
+    async def finish(self) -> None:
+        async with asyncio.timeout(max(5.0, self.client.config.request_timeout_s * 2)):
+            await self.ensure_connected()
+            await self.client.catch_up()
+
+    async def ensure_connected(self) -> None:
+        if not self.client.connected:
+            await self.client.connect_with_retry()
+
+    async def pause(self, seconds: float) -> None:
+        """Wait, but never past the behaviour's deadline (pacing, not synchronisation)."""
+        await asyncio.sleep(max(0.0, min(seconds, self.time_left())))
+
+
+@dataclass(kw_only=True)
+class Writer(Behaviour):
+    """Applies `count` change sets, one every `interval_s`, over WS (or HTTP for `http_share`
+    of them). A write whose outcome is unknown is applied again after reconnecting (applying a
+    change set twice changes nothing), so that its outcome becomes known."""
+
+    name: ClassVar[str] = "writer"
+    count: int = 50
+    interval_s: float = 0.05
+    table: str = "items"
+    keys: int = 20
+    columns: tuple[str, ...] = ("name", "qty", "blob")
+    changes_per_set: int = 2
+    delete_share: float = 0.05
+    http_share: float = 0.0
+
+    def _value(self, column: str) -> Any:
+        roll = self.rng.random()
+        if column == "blob":
+            return self.rng.randbytes(self.rng.randint(0, 8))
+        if column == "qty":
+            return self.rng.randint(-(2**62), 2**62) if roll < 0.2 else self.rng.randint(0, 1000)
+        return f"v{self.rng.randint(0, 10**6)}"
+
+    def _change_set(self) -> dict[str, Any]:
+        builder = self.client.builder()
+        for _ in range(self.changes_per_set):
+            pk = [self.rng.randrange(self.keys)]
+            if self.rng.random() < self.delete_share:
+                builder.delete(self.table, pk)
+            else:
+                column = self.rng.choice(self.columns)
+                builder.set(self.table, pk, column, self._value(column))
+        return builder.build().to_wire()
+
+    async def body(self) -> None:
+        await self.client.connect_with_retry()
+        for _ in range(self.count):
+            change_set = self._change_set()
+            await self._write(change_set)
+            await self.pause(self.interval_s)
+
+    async def _write(self, change_set: dict[str, Any], attempts: int = 3) -> None:
+        for _ in range(attempts):
+            if self.rng.random() < self.http_share:
+                status, _ = await self.client.http_apply([change_set])
+                if status is not None and status < 500:
+                    return
+            else:
+                try:
+                    await self.ensure_connected()
+                    await self.client.apply([change_set])
+                    return
+                except ServerError as exc:
+                    if exc.fatal:
+                        raise
+                    return  # refused by the server: a known outcome
+                except (ConnectionLost, RequestTimeout):
+                    with contextlib.suppress(Exception):
+                        await self.client.close()
+            await self.pause(self.interval_s)
+
+
+@dataclass(kw_only=True)
+class Reader(Behaviour):
+    """Polls `get_changes` (paging until empty) `polls` times, `interval_s` apart."""
+
+    name: ClassVar[str] = "reader"
+    polls: int = 20
+    interval_s: float = 0.2
+
+    async def body(self) -> None:
+        since: str | None = None
+        for _ in range(self.polls):
+            try:
+                await self.ensure_connected()
+                await self.client.pull(since)
+                if self.client.replica.max_hlc is not None:
+                    since = encode_b64(self.client.replica.max_hlc)
+            except (ConnectionLost, RequestTimeout):
+                with contextlib.suppress(Exception):
+                    await self.client.close()
+            await self.pause(self.interval_s)
+
+
+@dataclass(kw_only=True)
+class Subscriber(Behaviour):
+    """Connects and listens to pushes for `listen_s`, reconnecting (bounded) when dropped."""
+
+    name: ClassVar[str] = "subscriber"
+    listen_s: float = 10.0
+    max_reconnects: int = 5
+
+    async def body(self) -> None:
+        await self.client.connect_with_retry()
+        until = time.monotonic() + self.listen_s
+        reconnects = 0
+        while time.monotonic() < until:
+            await self.pause(min(0.1, until - time.monotonic()))
+            if not self.client.connected and reconnects < self.max_reconnects:
+                reconnects += 1
+                await self.client.connect_with_retry()
+
+
+@dataclass(kw_only=True)
+class SlowReader(Behaviour):
+    """Connects, then stops reading its socket for `stall_s` (frames pile up in the library's
+    small queue, then in TCP buffers), then reads again and waits (bounded) for the server's
+    verdict: a SLOW_CLIENT notice and a 1013 close, or nothing."""
+
+    name: ClassVar[str] = "slow_reader"
+    stall_after_s: float = 0.2
+    stall_s: float = 5.0
+    drain_s: float = 2.0
+    final_catch_up: bool = False
+
+    async def body(self) -> None:
+        await self.client.connect_with_retry()
+        await self.pause(self.stall_after_s)
+        self.client.pause_reading()
+        await self.pause(self.stall_s)
+        self.client.resume_reading()
+        until = time.monotonic() + self.drain_s
+        while self.client.connected and time.monotonic() < until:
+            await self.pause(0.05)
+
+
+@dataclass(kw_only=True)
+class Churner(Behaviour):
+    """Connects and disconnects `cycles` times: some cycles leave during the handshake (closing
+    or dropping TCP before the answer), others hold the session a moment then close or drop."""
+
+    name: ClassVar[str] = "churner"
+    cycles: int = 20
+    mid_handshake_share: float = 0.3
+    abort_share: float = 0.3
+    hold_s: tuple[float, float] = (0.02, 0.2)
+    final_catch_up: bool = False
+
+    async def body(self) -> None:
+        for _ in range(self.cycles):
+            abort = self.rng.random() < self.abort_share
+            try:
+                if self.rng.random() < self.mid_handshake_share:
+                    await self.client.abandon_handshake(abort=abort)
+                else:
+                    await self.client.connect()
+                    await self.pause(self.rng.uniform(*self.hold_s))
+                    if abort:
+                        await self.client.abort()
+                    else:
+                        await self.client.close()
+            except _RECOVERABLE:
+                with contextlib.suppress(Exception):
+                    await self.client.close()
+            await self.pause(self.rng.uniform(*self.hold_s))
+
+
+@dataclass(kw_only=True)
+class Snapshotter(Behaviour):
+    """Takes `count` snapshots, over HTTP for `http_share` of them; `cut_share` of them are cut
+    after a few chunks and resumed over WS from the checkpoint read so far."""
+
+    name: ClassVar[str] = "snapshotter"
+    count: int = 5
+    http_share: float = 0.5
+    cut_share: float = 0.3
+    max_cut_chunks: int = 3
+    interval_s: float = 0.2
+
+    async def body(self) -> None:
+        for _ in range(self.count):
+            cut = self.rng.randint(1, self.max_cut_chunks) if self.rng.random() < self.cut_share else None
+            try:
+                if self.rng.random() < self.http_share:
+                    outcome = await self.client.http_snapshot(cut_after_chunks=cut)
+                else:
+                    await self.ensure_connected()
+                    outcome = await self.client.snapshot(cut_after_chunks=cut)
+                checkpoint = outcome.get("checkpoint")
+                if outcome.get("ended") == "cut" and checkpoint is not None:
+                    await self.ensure_connected()
+                    await self.client.resume_snapshot(checkpoint)
+            except (ConnectionLost, RequestTimeout):
+                with contextlib.suppress(Exception):
+                    await self.client.close()
+            await self.pause(self.interval_s)
+
+
+@dataclass(kw_only=True)
+class BadInput(Behaviour):
+    """Sends malformed requests (not JSON, unknown type, bad base64, bad HLC, wrong shapes) and
+    pings after each one: error-specificity judges the answers and the session's survival."""
+
+    name: ClassVar[str] = "bad_input"
+    rounds: int = 1
+    interval_s: float = 0.05
+    final_catch_up: bool = False
+
+    def probes(self) -> list[tuple[str | dict[str, Any], str, str | None]]:
+        good = self.client.builder().set("items", [1], "name", "x").build().to_wire()
+        short_hlc = dict(good, changes=[dict(good["changes"][0], hlc=encode_b64(b"\x00" * 12))])
+        return [
+            ("{not json", "not_json", None),
+            ({"type": "no_such_message"}, "unknown_type", None),
+            ({"type": "get_changes", "sinceHLC": "%%%not-base64%%%"}, "bad_input", "get_changes"),
+            ({"type": "get_changes", "sinceHLC": encode_b64(b"\x01" * 7)}, "bad_input", "get_changes"),
+            (
+                {"type": "apply_changes", "changes": "not a list", "requestId": "bad-1"},
+                "bad_input",
+                "apply_changes",
+            ),
+            (
+                {"type": "apply_changes", "changes": [short_hlc], "requestId": "bad-2"},
+                "bad_input",
+                "apply_changes",
+            ),
+            (
+                {"type": "apply_changes", "changes": [{"siteId": "x"}], "requestId": "bad-3"},
+                "bad_input",
+                "apply_changes",
+            ),
+        ]
+
+    async def body(self) -> None:
+        await self.client.connect_with_retry()
+        for _ in range(self.rounds):
+            probes = self.probes()
+            self.rng.shuffle(probes)
+            for frame, intent, request in probes:
+                await self.ensure_connected()
+                with contextlib.suppress(*_RECOVERABLE):
+                    await self.client.send_raw(frame, intent, request)
+                with contextlib.suppress(*_RECOVERABLE):
+                    await self.client.ping()
+                await self.pause(self.interval_s)
+
+
+@dataclass(kw_only=True)
+class Intruder(Behaviour):
+    """Uses its token (granted `client.config.token_databases`) on `foreign_database`: WS
+    handshake, then reads if let in, and HTTP reads and a write. Tenant isolation judges."""
+
+    name: ClassVar[str] = "intruder"
+    foreign_database: str = "other"
+    attempts: int = 2
+    final_catch_up: bool = False
+
+    async def body(self) -> None:
+        if self.client.config.token_databases is None:
+            raise ValueError("an intruder needs config.token_databases, to know what it may not use")
+        for _ in range(self.attempts):
+            try:
+                await self.client.open()
+                await self.client.handshake(database_id=self.foreign_database)
+                await self.client.get_changes()
+                await self.client.snapshot()
+            except _RECOVERABLE:
+                pass
+            finally:
+                with contextlib.suppress(Exception):
+                    await self.client.close()
+            await self.client.http.get_changes(self.foreign_database)
+            probe = self.client.builder().set("items", [0], "name", "intruder").build().to_wire()
+            await self.client.http.apply(self.foreign_database, [probe])
+            await self.client.http.snapshot(self.foreign_database)
+
+
+async def read_server_state(client: SyncClient, via: str = "get_changes") -> None:
+    """The server's state as a fresh site sees it, recorded as a server-side replica for
+    convergence and no-lost-write: via a full `get_changes` pull, a WS snapshot, or HTTP."""
+    if via == "get_changes":
+        await client.connect_with_retry()
+        await client.pull()
+        client.record_replica("server", caught_up=True)
+    elif via == "snapshot":
+        await client.connect_with_retry()
+        outcome = await client.snapshot()
+        client.record_replica("snapshot", caught_up=outcome.get("ended") == "complete")
+    elif via == "http_snapshot":
+        outcome = await client.http_snapshot()
+        client.record_replica("snapshot", caught_up=outcome.get("ended") == "complete")
+    else:
+        raise ValueError(f"unknown way to read the server state: {via!r}")
+    await client.close()
+
+
+BEHAVIOURS: dict[str, type[Behaviour]] = {
+    cls.name: cls
+    for cls in (Writer, Reader, Subscriber, SlowReader, Churner, Snapshotter, BadInput, Intruder)
+}

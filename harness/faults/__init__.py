@@ -1,0 +1,1 @@
+"""Faults: one class per kind (network toxics, S3, process, failpoint), a registry by name."""

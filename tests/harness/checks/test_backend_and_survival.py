@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+from harness.checks.observations import ProcessEvent, S3Request, Sample
+from harness.client.recorder import OpName
+from tests.harness.checks.script import Script, run
+
+
+def _outage_requests(count: int) -> Script:
+    s = Script()
+    s.obs.s3_owned = True
+    s.fault("s3-outage", "s3", 1.0, 11.0)
+    s.obs.s3_requests = [S3Request(1.0 + i * 10.0 / max(count, 1), "PutObject") for i in range(count)]
+    s.at(12.0)
+    return s
+
+
+def test_backing_off_during_an_outage_passes() -> None:
+    assert run(_outage_requests(8), "object-store-not-hammered", max_rate_per_s=2.0).status == "pass"
+
+
+def test_retry_storm_during_an_outage_fails() -> None:
+    result = run(_outage_requests(200), "object-store-not-hammered", max_rate_per_s=2.0)
+    assert result.status == "fail" and result.evidence[0]["requests"] == 200
+
+
+def test_object_store_check_unknown_without_ownership_or_outage() -> None:
+    s = _outage_requests(200)
+    s.obs.s3_owned = False
+    assert run(s, "object-store-not-hammered").status == "unknown"
+    s2 = Script()
+    s2.obs.s3_owned = True
+    assert run(s2, "object-store-not-hammered").status == "unknown"
+
+
+def _reads(per_event: float) -> Script:
+    s = Script()
+    s.obs.metrics.append(Sample(0.0, {"coordinator_storage_reads_total": 10.0}))
+    for i in range(30):
+        s.at(1.0 + i * 0.1).connect(f"c{i}")
+    s.obs.metrics.append(Sample(10.0, {"coordinator_storage_reads_total": 10.0 + 30 * per_event}))
+    return s
+
+
+def test_bounded_storage_reads_pass_and_reloads_per_event_fail() -> None:
+    assert run(_reads(1.0), "storage-reads-bounded", max_reads_per_event=5.0).status == "pass"
+    result = run(_reads(40.0), "storage-reads-bounded", max_reads_per_event=5.0)
+    assert result.status == "fail" and result.evidence[0]["reads_per_event"] == 40.0
+
+
+def test_storage_reads_unknown_without_a_read_metric() -> None:
+    s = _reads(1.0)
+    for sample in s.obs.metrics:
+        sample.data = {"coordinator_connections": 1.0}
+    assert run(s, "storage-reads-bounded").status == "unknown"
+
+
+def test_process_dying_by_itself_fails_survival() -> None:
+    s = Script()
+    s.obs.process += [ProcessEvent(0.0, "start"), ProcessEvent(3.0, "exit", exit_code=1, by_harness=False)]
+    result = run(s, "survival")
+    assert result.status == "fail" and result.detected_at == 3.0
+
+
+def test_attempts_after_a_fault_that_all_fail_fail_survival() -> None:
+    s = Script()
+    s.obs.process.append(ProcessEvent(0.0, "start"))
+    s.fault("s3-outage", "s3", 1.0, 2.0)
+    s.at(8.0).op("a", OpName.HANDSHAKE, "fail", value={"databaseId": "db1"}, error="AUTH_FAILED")
+    assert run(s, "survival", recovery_s=1.0).status == "fail"
+    s.at(9.0).op("b", OpName.HANDSHAKE, "ok", value={"databaseId": "db1"})
+    assert run(s, "survival", recovery_s=1.0).status == "pass"
+
+
+def test_survival_unknown_without_process_info_or_faults() -> None:
+    assert run(Script(), "survival").status == "unknown"
+
+
+def test_server_failure_outside_faults_fails_and_inside_is_excused() -> None:
+    s = Script()
+    s.connect("a")
+    s.at(1.0).op("a", OpName.GET_CHANGES, "ok", result={"changeSets": []})
+    assert run(s, "no-spurious-failures").status == "pass"
+    s.at(5.0).op("a", OpName.GET_CHANGES, "fail", result={"code": "GET_CHANGES_ERROR"}, error="GET_CHANGES_ERROR")
+    result = run(s, "no-spurious-failures")
+    assert result.status == "fail" and result.evidence[0]["error"] == "GET_CHANGES_ERROR"
+    s.fault("s3-outage", "s3", 4.5, 6.0)
+    assert run(s, "no-spurious-failures").status == "pass"
+
+
+def test_no_request_is_unknown() -> None:
+    assert run(Script(), "no-spurious-failures").status == "unknown"

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+from harness.checks.observations import LogLine, Sample
+from tests.harness.checks.script import Script, run
+
+
+def _fanout(deliver_to_c: bool, deliver_to_b: bool = True) -> Script:
+    s = Script()
+    s.at(0.0).connect("w").connect("b").connect("c")
+    for i in range(3):
+        s.at(1.0 + i)
+        cs = s.change_set("w", value=i)
+        s.apply("w", [cs], seq=i + 1)
+        if deliver_to_b:
+            s.push("b", [cs], seq=i + 1)
+        if deliver_to_c:
+            s.push("c", [cs], seq=i + 1)
+    s.at(10.0)
+    return s
+
+
+def test_every_live_session_receiving_every_write_passes() -> None:
+    result = run(_fanout(True), "broadcast-delivery", delivery_bound_s=2.0)
+    assert result.status == "pass" and "6 pushes" in result.summary
+
+
+def test_a_live_session_skipped_by_the_broadcast_fails() -> None:
+    result = run(_fanout(False), "broadcast-delivery", delivery_bound_s=2.0)
+    assert result.status == "fail"
+    assert {e["recipient"] for e in result.evidence} == {"c"}
+    assert result.detected_at == 1.0 + 2.0
+
+
+def test_a_session_that_left_is_not_expected_to_receive() -> None:
+    s = Script()
+    s.at(0.0).connect("w").connect("b")
+    s.at(1.0).close("b", by_client=True)
+    s.apply("w", [s.change_set("w")])
+    s.at(10.0)
+    assert run(s, "broadcast-delivery").status == "unknown"
+
+
+def test_ordered_seq_passes_and_own_writes_explain_gaps() -> None:
+    s = _fanout(True)
+    # "w" writes seq 1..3 itself and so never sees them; a push to w jumping over them is fine
+    s.at(5.0)
+    s.apply("b", [s.change_set("b")], seq=4)
+    s.push("w", [s.change_set("b")], seq=4)
+    s.push("c", [s.change_set("b")], seq=4)
+    assert run(s, "ordered-seq").status == "pass"
+
+
+def _seqs(seqs: list[int]) -> Script:
+    s = Script()
+    s.connect("a")
+    for i, seq in enumerate(seqs):
+        s.at(1.0 + i).push("a", [s.change_set("w")], seq=seq)
+    return s
+
+
+def test_seq_gap_fails() -> None:
+    result = run(_seqs([1, 2, 4, 5]), "ordered-seq")
+    assert result.status == "fail" and "2 -> 4" in result.evidence[0]["problem"] and result.detected_at == 3.0
+
+
+def test_seq_repeat_fails() -> None:
+    assert run(_seqs([1, 2, 2, 3]), "ordered-seq").status == "fail"
+
+
+def test_new_connection_may_start_anywhere() -> None:
+    s = _seqs([7, 8])
+    s.close("a", by_client=True).connect("a")
+    s.at(5.0).push("a", [s.change_set("w")], seq=20).at(6.0).push("a", [s.change_set("w")], seq=21)
+    assert run(s, "ordered-seq").status == "pass"
+
+
+def test_pushes_after_a_slow_client_notice_are_not_judged() -> None:
+    s = _seqs([1, 2])
+    s.notice("a", "SLOW_CLIENT")
+    s.at(9.0).push("a", [s.change_set("w")], seq=9)
+    assert run(s, "ordered-seq").status == "pass"
+
+
+def test_pushes_without_seq_give_unsupported() -> None:
+    s = Script()
+    s.connect("a").push("a", [s.change_set("w")]).push("a", [s.change_set("w")])
+    result = run(s, "ordered-seq")
+    assert result.status == "unknown" and "not supported" in result.summary
+
+
+def _metrics(errors: float) -> dict[str, float]:
+    return {"coordinator_errors_total": errors, 'coordinator_send_failures_total{kind="push"}': errors}
+
+
+def test_missed_push_with_no_error_metric_moving_fails_visibility() -> None:
+    s = _fanout(False)
+    s.obs.metrics += [Sample(0.0, _metrics(0)), Sample(10.0, _metrics(0))]
+    result = run(s, "failure-visibility", delivery_bound_s=2.0)
+    assert result.status == "fail"
+
+
+def test_missed_push_reported_by_a_metric_passes_visibility() -> None:
+    s = _fanout(False)
+    s.obs.metrics += [Sample(0.0, _metrics(0)), Sample(10.0, _metrics(2))]
+    assert run(s, "failure-visibility", delivery_bound_s=2.0).status == "pass"
+
+
+def test_missed_push_reported_in_the_log_passes_visibility() -> None:
+    s = _fanout(False)
+    s.obs.metrics += [Sample(0.0, _metrics(0)), Sample(10.0, _metrics(0))]
+    s.obs.logs.append(LogLine(3.5, "error broadcast_send_failed session=c"))
+    assert run(s, "failure-visibility", delivery_bound_s=2.0).status == "pass"
+
+
+def test_no_failure_gives_unknown_visibility_and_no_metrics_unsupported() -> None:
+    s = _fanout(True)
+    s.obs.metrics += [Sample(0.0, _metrics(0)), Sample(10.0, _metrics(0))]
+    assert run(s, "failure-visibility").status == "unknown"
+    s2 = _fanout(False)
+    assert "not supported" in run(s2, "failure-visibility").summary

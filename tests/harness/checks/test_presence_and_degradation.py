@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+from typing import Any
+
+from tests.harness.checks.script import WALL0, Script, run
+
+
+def _entry(s: Script, process: str, joined_t: float, seen_t: float) -> dict[str, Any]:
+    return {"siteId": s.site(process), "connectionId": f"{process}-c1", "joinedAt": int(WALL0 + joined_t * 1000), "lastSeen": int(WALL0 + seen_t * 1000)}
+
+
+def _presence(s: Script, to: str, entries: list[dict[str, Any]]) -> None:
+    s.recv(to, {"type": "presence", "databaseId": "db1", "sessions": entries})
+
+
+def _two_sessions(joined_b: float = 1.0, stale: bool = False, announce_leave: bool = True) -> Script:
+    s = Script()
+    s.at(0.0).connect("a")
+    _presence(s, "a", [_entry(s, "a", 0.0, 0.0)])
+    s.at(1.0).connect("b")
+    for to in ("a", "b"):
+        _presence(s, to, [_entry(s, "a", 0.0, 0.5), _entry(s, "b", joined_b, 1.0)])
+    s.at(3.0).close("b", by_client=True)
+    if announce_leave:
+        s.at(3.1)
+        _presence(s, "a", [_entry(s, "a", 0.0, 2.0)] + ([_entry(s, "b", joined_b, 1.0)] if stale else []))
+    if stale:
+        s.at(8.0)
+        _presence(s, "a", [_entry(s, "a", 0.0, 2.0), _entry(s, "b", joined_b, 1.0)])
+    s.at(10.0)
+    return s
+
+
+def test_truthful_presence_passes() -> None:
+    assert run(_two_sessions(), "presence-accuracy", leave_bound_s=2.0).status == "pass"
+
+
+def test_joined_at_far_from_the_real_join_fails() -> None:
+    result = run(_two_sessions(joined_b=6.0), "presence-accuracy")
+    assert result.status == "fail" and "joinedAt" in result.evidence[0]["problem"]
+
+
+def test_departed_session_still_listed_fails() -> None:
+    result = run(_two_sessions(stale=True), "presence-accuracy", leave_bound_s=2.0)
+    assert result.status == "fail"
+    problems = " ".join(e["problem"] for e in result.evidence)
+    assert "not visible" in problems and "after its leave bound" in problems
+
+
+def test_leave_never_announced_fails() -> None:
+    assert run(_two_sessions(announce_leave=False), "presence-accuracy", leave_bound_s=2.0).status == "fail"
+
+
+def test_no_presence_is_unsupported() -> None:
+    s = Script()
+    s.connect("a").connect("b").at(1.0).close("b", by_client=True)
+    assert "not supported" in run(s, "presence-accuracy").summary
+
+
+def _outage(unavailable_at: float | None, recovered_at: float | None, degraded_beats: bool = True) -> Script:
+    s = Script()
+    s.obs.capabilities["notice"] = True
+    s.at(0.0).connect("a")
+    s.fault("s3-outage", "s3", 2.0, 8.0)
+    for t in range(1, 15):
+        s.at(float(t))
+        if unavailable_at is not None and t == unavailable_at:
+            s.notice("a", "BACKEND_UNAVAILABLE")
+        if recovered_at is not None and t == recovered_at:
+            s.notice("a", "BACKEND_RECOVERED")
+        inside = unavailable_at is not None and unavailable_at < t < (recovered_at or 99)
+        s.heartbeat("a", backend="degraded" if inside and degraded_beats else "ok")
+    s.at(30.0).close("a", by_client=True)
+    return s
+
+
+def test_outage_announced_and_recovery_announced_passes() -> None:
+    assert run(_outage(3, 9), "degradation-announced", heartbeat_interval_s=1.0).status == "pass"
+
+
+def test_outage_never_announced_fails() -> None:
+    result = run(_outage(None, None), "degradation-announced")
+    assert result.status == "fail" and result.detected_at == 2.0 + 10.0
+
+
+def test_announced_late_fails() -> None:
+    assert run(_outage(13, None), "degradation-announced", announce_bound_s=5.0).status == "fail"
+
+
+def test_heartbeats_saying_ok_during_the_outage_fail() -> None:
+    result = run(_outage(3, 9, degraded_beats=False), "degradation-announced", heartbeat_interval_s=1.0)
+    assert result.status == "fail" and "heartbeat" in result.evidence[0]["problem"]
+
+
+def test_no_outage_unknown_and_no_notice_unsupported() -> None:
+    s = Script()
+    s.connect("a")
+    assert run(s, "degradation-announced").status == "unknown"
+    s2 = _outage(None, None)
+    s2.obs.capabilities["notice"] = False
+    assert "not supported" in run(s2, "degradation-announced").summary

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from typing import Any
+
+from harness.checks.observations import Sample
+from tests.harness.checks.script import Script, run
+
+
+def _status(open_stores: int, clients: int, uptime: float) -> dict[str, Any]:
+    return {"ok": True, "data": {"openStores": open_stores, "connectedClients": clients, "uptime": uptime}}
+
+
+def _resources(stores: list[dict[str, Any]], tasks: int) -> dict[str, Any]:
+    return {"stores": stores, "sessions": [], "backgroundTasks": tasks}
+
+
+def _session_run(final_status: dict[str, Any], final_resources: dict[str, Any]) -> Script:
+    s = Script()
+    s.obs.status.append(Sample(0.0, _status(0, 0, 0.1)))
+    s.obs.resources.append(Sample(0.0, _resources([], 2)))
+    s.at(1.0).connect("a")
+    s.obs.status.append(Sample(1.5, _status(1, 1, 1.5)))
+    s.obs.resources.append(Sample(1.5, _resources([{"id": "db1", "refs": 1}], 3)))
+    s.at(2.0).close("a", by_client=True)
+    s.obs.status.append(Sample(9.0, final_status))
+    s.obs.resources.append(Sample(9.0, final_resources))
+    return s
+
+
+def test_counts_back_to_baseline_pass() -> None:
+    s = _session_run(_status(0, 0, 9.0), _resources([], 2))
+    result = run(s, "leaked-resources", settle_s=5.0)
+    assert result.status == "pass", result
+
+
+def test_store_reference_left_behind_fails() -> None:
+    s = _session_run(_status(1, 0, 9.0), _resources([{"id": "db1", "refs": 1}], 2))
+    result = run(s, "leaked-resources", settle_s=5.0)
+    assert result.status == "fail"
+    paths = {e["path"] for e in result.evidence}
+    assert "openStores" in paths and "stores.length" in paths and "stores[].refs" in paths
+    assert result.detected_at == 9.0
+
+
+def test_background_task_left_running_fails() -> None:
+    s = _session_run(_status(0, 0, 9.0), _resources([], 3))
+    result = run(s, "leaked-resources", settle_s=5.0)
+    assert result.status == "fail" and result.evidence[0]["path"] == "backgroundTasks"
+
+
+def test_session_left_registered_fails_from_status_alone() -> None:
+    s = _session_run(_status(0, 1, 9.0), _resources([], 2))
+    s.obs.capabilities["debug_resources"] = False
+    result = run(s, "leaked-resources", settle_s=5.0)
+    assert result.status == "fail" and result.evidence[0]["path"] == "connectedClients"
+
+
+def test_no_sample_after_the_settle_time_gives_unknown() -> None:
+    s = _session_run(_status(1, 1, 9.0), _resources([], 9))
+    assert run(s, "leaked-resources", settle_s=30.0).status == "unknown"
+
+
+def test_clients_still_connected_gives_unknown() -> None:
+    s = Script()
+    s.connect("a")
+    s.obs.status.append(Sample(9.0, _status(1, 1, 9.0)))
+    assert run(s, "leaked-resources").status == "unknown"

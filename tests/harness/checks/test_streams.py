@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from typing import Any
+
+from harness.client.recorder import OpName
+from tests.harness.checks.script import Script, run
+
+
+def _outcome(ended: str, problems: list[str] | None = None, **extra: Any) -> dict[str, Any]:
+    return {"ended": ended, "problems": problems or [], "chunks": 3} | extra
+
+
+def test_complete_streams_pass() -> None:
+    s = Script()
+    s.op("a", OpName.SNAPSHOT, "ok", result=_outcome("complete"))
+    s.op("a", OpName.HTTP_SNAPSHOT, "fail", result=_outcome("error", code="SNAPSHOT_ERROR"), error="SNAPSHOT_ERROR")
+    assert run(s, "stream-completeness").status == "pass"
+
+
+def test_http_stream_ending_without_footer_or_error_fails() -> None:
+    s = Script()
+    s.op("a", OpName.SNAPSHOT, "ok", result=_outcome("complete"))
+    s.at(2.0)
+    bad = s.op("a", OpName.HTTP_SNAPSHOT, "info", result=_outcome("eof"), error="eof")
+    result = run(s, "stream-completeness")
+    assert result.status == "fail"
+    assert result.detected_at == bad.time
+    assert "truncated" in result.evidence[0]["problem"]
+
+
+def test_footer_counts_disagreeing_with_what_was_sent_fail() -> None:
+    s = Script()
+    s.op("a", OpName.SNAPSHOT, "ok", result=_outcome("complete", ["footer totalEntries 5 but 3 sent"]))
+    assert run(s, "stream-completeness").status == "fail"
+
+
+def test_stream_cut_during_a_network_fault_is_excused_and_gives_unknown_alone() -> None:
+    s = Script()
+    s.fault("latency", "proxy-a", 0.0, 5.0)
+    s.at(1.0)
+    s.op("a", OpName.HTTP_SNAPSHOT, "info", result=_outcome("disconnected"), error="disconnected")
+    assert run(s, "stream-completeness").status == "unknown"
+    assert run(s, "stream-completeness", excuse_faults=False).status == "fail"
+
+
+def test_no_snapshot_gives_unknown() -> None:
+    assert run(Script(), "stream-completeness").status == "unknown"
+
+
+def test_resume_answered_by_an_error_fails_and_a_complete_resume_passes() -> None:
+    good = Script()
+    good.op("a", OpName.RESUME_SNAPSHOT, "ok", result=_outcome("complete", resumed=True))
+    assert run(good, "snapshot-resume").status == "pass"
+    bad = Script()
+    bad.op("a", OpName.RESUME_SNAPSHOT, "fail", result=_outcome("error", code="UNKNOWN_MESSAGE"), error="UNKNOWN_MESSAGE")
+    result = run(bad, "snapshot-resume")
+    assert result.status == "fail" and "UNKNOWN_MESSAGE" in result.evidence[0]["problem"]
+    assert run(Script(), "snapshot-resume").status == "unknown"
+
+
+def test_resume_whose_header_does_not_repeat_the_checkpoint_fails() -> None:
+    s = Script()
+    s.op("a", OpName.RESUME_SNAPSHOT, "ok", result=_outcome("complete", ["resumed header snapshotId 'x' != checkpoint 'y'"]))
+    assert run(s, "snapshot-resume").status == "fail"

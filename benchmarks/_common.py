@@ -12,6 +12,7 @@ import base64
 import contextlib
 import ctypes
 import json
+import math
 import os
 import resource
 import shutil
@@ -116,7 +117,7 @@ def percentiles_ms(samples_ns: Sequence[int], points: Sequence[float] = (50, 90,
     ordered = sorted(samples_ns)
     out: dict[str, Any] = {"count": len(ordered)}
     for p in points:
-        index = min(len(ordered) - 1, max(0, int(round(p / 100 * len(ordered) + 0.5)) - 1))
+        index = min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))  # nearest rank
         out[f"p{p:g}"] = round(ordered[index] / 1e6, 3)
     out["max"] = round(ordered[-1] / 1e6, 3)
     out["mean"] = round(sum(ordered) / len(ordered) / 1e6, 3)
@@ -127,9 +128,12 @@ def percentiles_ms(samples_ns: Sequence[int], points: Sequence[float] = (50, 90,
 class Coordinator:
     """`coordinator serve` in its own temporary data dir; `stop` always removes everything."""
 
-    def __init__(self, extra_args: Sequence[str], keep_logs: Path | None = None) -> None:
+    def __init__(
+        self, extra_args: Sequence[str], keep_logs: Path | None = None, profile_out: Path | None = None
+    ) -> None:
         self.extra_args = list(extra_args)
         self.keep_logs = keep_logs
+        self.profile_out = profile_out
         self.tmp = Path(tempfile.mkdtemp(prefix="bench-coordinator-"))
         self.proc: asyncio.subprocess.Process | None = None
         self.port = 0
@@ -148,6 +152,8 @@ class Coordinator:
         port_file = self.tmp / "port.json"
         exe = Path(sys.executable).parent / "coordinator"
         command = [str(exe)] if exe.exists() else [sys.executable, "-m", "coordinator.cli"]
+        if self.profile_out is not None:  # SIGUSR1 starts cProfile, SIGUSR2 stops it and dumps
+            command = [sys.executable, "-m", "benchmarks.profile_coordinator", "--out", str(self.profile_out)]
         command += ["serve", "--host", HOST, "--port", "0", "--data-dir", str(self.tmp / "data")]
         command += ["--port-file", str(port_file), "--log-level", "warning", *self.extra_args]
         self.log_path = self.tmp / "coordinator.log"
@@ -167,6 +173,10 @@ class Coordinator:
             await asyncio.sleep(0.05)
         info = json.loads(port_file.read_text())
         self.port, self.base_path = int(info["port"]), str(info["basePath"])
+
+    def signal(self, signum: int) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signum)
 
     def log_tail(self, limit: int = 2000) -> str:
         try:
@@ -261,7 +271,9 @@ class Worker:
             await self.proc.wait()
 
 
-async def ask_all(workers: Sequence[Worker], command: dict[str, Any], timeout_s: float) -> list[dict[str, Any]]:
+async def ask_all(
+    workers: Sequence[Worker], command: dict[str, Any], timeout_s: float
+) -> list[dict[str, Any]]:
     return list(await asyncio.gather(*(w.ask(command, timeout_s) for w in workers)))
 
 

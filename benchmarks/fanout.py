@@ -18,10 +18,12 @@ import asyncio
 import base64
 import json
 import resource
+import signal
 import struct
 import sys
 import time
 from array import array
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -267,12 +269,18 @@ async def phase(
     subscribers: int,
     duration_s: float,
     applies_per_s: float | None,
+    profile: bool = False,
 ) -> dict[str, Any]:
     await ask_all(workers, {"cmd": "start"}, 30)
     cpu = CpuWindow(coordinator.pid)
     cpu.start()
     load_before = load_info()
+    if profile:
+        coordinator.signal(signal.SIGUSR1)
+        await asyncio.sleep(0.05)
     written = await writer.run(duration_s, applies_per_s)
+    if profile:
+        coordinator.signal(signal.SIGUSR2)
     drained = await ask_all(workers, {"cmd": "quiet", "quietMs": 500, "timeoutS": 60}, 90)
     window = cpu.stop()
     stats = await ask_all(workers, {"cmd": "stop"}, 60)
@@ -338,7 +346,8 @@ async def drive(args: argparse.Namespace) -> int:
             "--rate-limit-burst",
             "1000000",
             *args.coordinator_arg,
-        ]
+        ],
+        profile_out=args.profile,
     )
     workers: list[Worker] = []
     writer_ws: RawWebSocket | None = None
@@ -363,15 +372,28 @@ async def drive(args: argparse.Namespace) -> int:
         setup = CpuWindow(coordinator.pid)
         setup.start()
         rss0 = _rss(coordinator.pid)
-        connected = await ask_all(workers, {"cmd": "connect", "timeoutS": args.setup_timeout_s}, 60 + args.setup_timeout_s)
+        connected = await ask_all(
+            workers, {"cmd": "connect", "timeoutS": args.setup_timeout_s}, 60 + args.setup_timeout_s
+        )
         writer = Writer(new_site_id())
         sessions, errors = await open_sessions(
-            HOST, coordinator.port, coordinator.ws_path, [(DATABASE, writer.site_id)], writer.on_message, (), 1, 60
+            HOST,
+            coordinator.port,
+            coordinator.ws_path,
+            [(DATABASE, writer.site_id)],
+            writer.on_message,
+            (),
+            1,
+            60,
         )
         if not sessions:
             raise RuntimeError(f"writer could not connect: {errors}")
         writer.ws = writer_ws = sessions[0]
-        settled = await ask_all(workers, {"cmd": "quiet", "quietMs": 1000, "timeoutS": args.setup_timeout_s}, 60 + args.setup_timeout_s)
+        settled = await ask_all(
+            workers,
+            {"cmd": "quiet", "quietMs": 1000, "timeoutS": args.setup_timeout_s},
+            60 + args.setup_timeout_s,
+        )
         setup_window = setup.stop()
         n_connected = sum(c["connected"] for c in connected)
         result["setup"] = {
@@ -390,11 +412,27 @@ async def drive(args: argparse.Namespace) -> int:
         if n_connected == 0:
             raise RuntimeError("no subscriber connected")
         result["closedLoop"] = await phase(
-            "closed-loop", workers, writer, coordinator, n_connected, args.duration_s, None
+            "closed-loop",
+            workers,
+            writer,
+            coordinator,
+            n_connected,
+            args.duration_s,
+            None,
+            profile=args.profile is not None and args.profile_phase == "closed",
         )
         result["fixedRate"] = await phase(
-            "fixed-rate", workers, writer, coordinator, n_connected, args.duration_s, args.rate / n_connected
+            "fixed-rate",
+            workers,
+            writer,
+            coordinator,
+            n_connected,
+            args.duration_s,
+            args.rate / n_connected,
+            profile=args.profile is not None and args.profile_phase == "fixed",
         )
+        if args.profile is not None:
+            result["profile"] = {"file": str(args.profile), "phase": args.profile_phase}
         closed, fixed = result["closedLoop"], result["fixedRate"]
         result["summary"] = {
             "deliveriesPerS": closed["deliveriesPerS"],
@@ -441,7 +479,9 @@ def _merge(counts: list[dict[str, int]]) -> dict[str, int]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--subscribers", type=int, default=200, help="subscribed sessions (issue 2: 1000)")
     parser.add_argument("--workers", type=int, default=2, help="subscriber processes")
     parser.add_argument("--duration-s", type=float, default=5.0, help="length of each measured phase")
@@ -449,10 +489,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--rate", type=float, default=10_000.0, help="offered deliveries/s of the fixed-rate phase"
     )
     parser.add_argument("--concurrency", type=int, default=20, help="handshakes in flight per worker")
-    parser.add_argument("--setup-timeout-s", type=float, default=300.0, help="bound on connecting and settling")
+    parser.add_argument(
+        "--setup-timeout-s", type=float, default=300.0, help="bound on connecting and settling"
+    )
     parser.add_argument(
         "--coordinator-arg", action="append", default=[], help="extra argument for `coordinator serve`"
     )
+    parser.add_argument(
+        "--profile", type=Path, help="run the coordinator under cProfile for one phase; pstats file"
+    )
+    parser.add_argument("--profile-phase", choices=("closed", "fixed"), default="closed")
     # worker mode (internal)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--host", default=HOST, help=argparse.SUPPRESS)

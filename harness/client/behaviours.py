@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from abc import ABC, abstractmethod
 import random
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -104,6 +104,7 @@ class Writer(Behaviour):
     changes_per_set: int = 2
     delete_share: float = 0.05
     http_share: float = 0.0
+    value_bytes: int = 0  # pad text values to this size (load for slow-reader scenarios)
 
     def _value(self, column: str) -> Any:
         roll = self.rng.random()
@@ -111,7 +112,8 @@ class Writer(Behaviour):
             return self.rng.randbytes(self.rng.randint(0, 8))
         if column == "qty":
             return self.rng.randint(-(2**62), 2**62) if roll < 0.2 else self.rng.randint(0, 1000)
-        return f"v{self.rng.randint(0, 10**6)}"
+        text = f"v{self.rng.randint(0, 10**6)}"
+        return text.ljust(self.value_bytes, "x")
 
     def _change_set(self) -> dict[str, Any]:
         builder = self.client.builder()

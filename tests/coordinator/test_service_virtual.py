@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ async def test_heartbeats_keep_their_period_while_storage_stalls(tmp_path: Path)
         await clock.advance(1.0)
         beats += [(m["ts"], m["seq"]) for m in _drain(b) if m["type"] == "heartbeat"]
     assert len(beats) == 8 and not stalled.done()
-    gaps = [later[0] - earlier[0] for earlier, later in zip(beats, beats[1:], strict=False)]
+    gaps = [later[0] - earlier[0] for earlier, later in itertools.pairwise(beats)]
     assert max(gaps) <= 1000
     await clock.advance(5)
     await stalled

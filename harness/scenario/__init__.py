@@ -1,0 +1,1 @@
+"""Scenario files: schema, loader with file:line errors, and the timeline runner."""

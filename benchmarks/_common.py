@@ -124,16 +124,43 @@ def percentiles_ms(samples_ns: Sequence[int], points: Sequence[float] = (50, 90,
     return out
 
 
+def gc_pause_ms_within(gc_info: dict[str, Any] | None, start_ns: int, end_ns: int) -> float:
+    """Milliseconds of gen1/gen2 garbage collection that overlap [start_ns, end_ns]."""
+    if not gc_info:
+        return 0.0
+    total = 0
+    for _, begin, took, _ in gc_info.get("pauses", []):
+        total += max(0, min(end_ns, begin + took) - max(start_ns, begin))
+    return round(total / 1e6, 2)
+
+
+def _read_json(path: Path, remove: bool = False) -> dict[str, Any] | None:
+    """The JSON in `path` if it is there and complete (None otherwise); `remove` deletes it."""
+    if remove:
+        path.unlink(missing_ok=True)
+        return None
+    try:
+        loaded: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return loaded
+
+
 # the coordinator ----------------------------------------------------------------------------------
 class Coordinator:
     """`coordinator serve` in its own temporary data dir; `stop` always removes everything."""
 
     def __init__(
-        self, extra_args: Sequence[str], keep_logs: Path | None = None, profile_out: Path | None = None
+        self,
+        extra_args: Sequence[str],
+        keep_logs: Path | None = None,
+        profile_out: Path | None = None,
+        gc_only: bool = False,
     ) -> None:
         self.extra_args = list(extra_args)
         self.keep_logs = keep_logs
         self.profile_out = profile_out
+        self.gc_only = gc_only
         self.tmp = Path(tempfile.mkdtemp(prefix="bench-coordinator-"))
         self.proc: asyncio.subprocess.Process | None = None
         self.port = 0
@@ -154,6 +181,7 @@ class Coordinator:
         command = [str(exe)] if exe.exists() else [sys.executable, "-m", "coordinator.cli"]
         if self.profile_out is not None:  # SIGUSR1 starts cProfile, SIGUSR2 stops it and dumps
             command = [sys.executable, "-m", "benchmarks.profile_coordinator", "--out", str(self.profile_out)]
+            command += ["--gc-only"] if self.gc_only else []
         command += ["serve", "--host", HOST, "--port", "0", "--data-dir", str(self.tmp / "data")]
         command += ["--port-file", str(port_file), "--log-level", "warning", *self.extra_args]
         self.log_path = self.tmp / "coordinator.log"
@@ -177,6 +205,20 @@ class Coordinator:
     def signal(self, signum: int) -> None:
         if self.proc is not None and self.proc.returncode is None:
             self.proc.send_signal(signum)
+
+    async def profiler_off(self) -> dict[str, Any] | None:
+        """SIGUSR2, then the GC pauses the wrapper wrote (None when not profiling)."""
+        if self.profile_out is None:
+            return None
+        gc_file = Path(str(self.profile_out) + ".gc.json")
+        _read_json(gc_file, remove=True)
+        self.signal(signal.SIGUSR2)
+        for _ in range(100):  # up to 10 s for the dump
+            await asyncio.sleep(0.1)
+            loaded = _read_json(gc_file)
+            if loaded is not None:
+                return loaded
+        return None
 
     def log_tail(self, limit: int = 2000) -> str:
         try:

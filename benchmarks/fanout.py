@@ -34,10 +34,12 @@ from benchmarks._common import (
     CpuWindow,
     Worker,
     ask_all,
+    gc_pause_ms_within,
     load_info,
     new_site_id,
     open_sessions,
     percentiles_ms,
+    proc_rss_kib,
     raise_nofile,
     reply,
     run_async,
@@ -71,6 +73,8 @@ class Subscribers:
         self.seq_gaps = 0
         self.other: dict[str, int] = {}
         self.cpu0 = 0.0
+        self.per_seq: dict[int, list[int]] = {}  # seq -> [send ns, first latency, last latency]
+        self.heartbeat_ns: list[int] = []  # when the first session got a heartbeat
 
     def on_message(self, ws: RawWebSocket, payload: bytes, now: int) -> None:
         if payload.startswith(PUSH):
@@ -83,13 +87,23 @@ class Subscribers:
             self.pushes_total += 1
             if self.recording:
                 sent = int(message["changeSets"][0]["changes"][0]["value"])
-                self.latencies.append(now - sent)
+                latency = now - sent
+                self.latencies.append(latency)
+                span = self.per_seq.get(seq)
+                if span is None:
+                    self.per_seq[seq] = [sent, latency, latency]
+                elif latency > span[2]:
+                    span[2] = latency
+                elif latency < span[1]:
+                    span[1] = latency
                 self.deliveries += 1
                 if not self.first_ns:
                     self.first_ns = now
                 self.last_ns = now
             return
         kind = payload[9:30].split(b'"', 1)[0].decode(errors="replace")
+        if kind == "heartbeat" and self.recording and ws is self.sessions[0]:
+            self.heartbeat_ns.append(now)
         if kind in ("error", "notice"):
             kind += ":" + str(orjson.loads(payload).get("code"))
         self.other[kind] = self.other.get(kind, 0) + 1
@@ -137,6 +151,8 @@ class Subscribers:
     async def start(self, command: dict[str, Any]) -> dict[str, Any]:
         self.latencies = array("q")
         self.deliveries = self.first_ns = self.last_ns = 0
+        self.per_seq = {}
+        self.heartbeat_ns = []
         self.cpu0 = _cpu()
         self.recording = True
         return {"ok": True}
@@ -150,6 +166,8 @@ class Subscribers:
             "cpuS": round(_cpu() - self.cpu0, 3),
             "latencies": base64.b64encode(self.latencies.tobytes()).decode(),
             "seqGaps": self.seq_gaps,
+            "perSeq": {str(seq): span for seq, span in self.per_seq.items()},
+            "heartbeatNs": self.heartbeat_ns,
             "open": sum(1 for ws in self.sessions if not ws.closed.done()),
             "closeCodes": sorted({ws.close_code for ws in self.sessions if ws.close_code is not None}),
             "other": self.other,
@@ -279,8 +297,7 @@ async def phase(
         coordinator.signal(signal.SIGUSR1)
         await asyncio.sleep(0.05)
     written = await writer.run(duration_s, applies_per_s)
-    if profile:
-        coordinator.signal(signal.SIGUSR2)
+    gc_info = await coordinator.profiler_off() if profile else None
     drained = await ask_all(workers, {"cmd": "quiet", "quietMs": 500, "timeoutS": 60}, 90)
     window = cpu.stop()
     stats = await ask_all(workers, {"cmd": "stop"}, 60)
@@ -288,6 +305,15 @@ async def phase(
     for s in stats:
         latencies.frombytes(base64.b64decode(s.pop("latencies")))
     deliveries = sum(s["deliveries"] for s in stats)
+    spans: dict[int, list[int]] = {}
+    for s in stats:
+        for seq_text, (sent, first, last) in s.pop("perSeq").items():
+            span = spans.setdefault(int(seq_text), [sent, first, last])
+            span[1], span[2] = min(span[1], first), max(span[2], last)
+    heartbeats = sorted({t for s in stats for t in s.pop("heartbeatNs")})
+    slow = [(seq, sp) for seq, sp in sorted(spans.items()) if sp[2] > 50_000_000]
+    with_heartbeat = sum(1 for _, sp in slow if any(sp[0] - 5e6 <= h <= sp[0] + sp[2] for h in heartbeats))
+    with_gc = sum(1 for _, sp in slow if gc_pause_ms_within(gc_info, sp[0], sp[0] + sp[2]) > 0)
     last_ns = max((s["lastNs"] for s in stats if s["lastNs"]), default=written["lastAckNs"])
     span_s = (max(last_ns, written["lastAckNs"]) - written["firstSendNs"]) / 1e9
     expected = written["applies"] * subscribers
@@ -303,6 +329,24 @@ async def phase(
         "seconds": round(span_s, 3),
         "deliveriesPerS": round(deliveries / span_s, 1) if span_s > 0 else None,
         "latencyMs": percentiles_ms(latencies),
+        "perApply": {
+            "firstDeliveryMs": percentiles_ms([sp[1] for sp in spans.values()]),
+            "lastDeliveryMs": percentiles_ms([sp[2] for sp in spans.values()]),
+            "fanoutSpreadMs": percentiles_ms([sp[2] - sp[1] for sp in spans.values()]),
+            "appliesOver50Ms": len(slow),
+            "ofThemOverlappingAHeartbeatRound": with_heartbeat,
+            "ofThemOverlappingAGcPause": with_gc if gc_info else None,
+            "slowest": [
+                {
+                    "seq": seq,
+                    "firstMs": round(sp[1] / 1e6, 2),
+                    "lastMs": round(sp[2] / 1e6, 2),
+                    "gcPauseMsWithin": gc_pause_ms_within(gc_info, sp[0], sp[0] + sp[2]),
+                }
+                for seq, sp in sorted(slow, key=lambda x: -x[1][2])[:5]
+            ],
+            "heartbeatRounds": len(heartbeats),
+        },
         "cpu": {
             **window,
             "clientWorkersCpuS": round(client_cpu, 3),
@@ -329,6 +373,7 @@ async def phase(
         },
         "loadBefore": load_before,
         "loadAfter": load_info(),
+        "coordinatorGc": None if gc_info is None else {k: v for k, v in gc_info.items() if k != "pauses"},
         "subscribersOpen": sum(s["open"] for s in stats),
         "seqGaps": sum(s["seqGaps"] for s in stats),
         "closeCodes": sorted({c for s in stats for c in s["closeCodes"]}),
@@ -348,6 +393,7 @@ async def drive(args: argparse.Namespace) -> int:
             *args.coordinator_arg,
         ],
         profile_out=args.profile,
+        gc_only=args.gc_only,
     )
     workers: list[Worker] = []
     writer_ws: RawWebSocket | None = None
@@ -465,8 +511,6 @@ async def drive(args: argparse.Namespace) -> int:
 
 
 def _rss(pid: int) -> int:
-    from benchmarks._common import proc_rss_kib
-
     return proc_rss_kib(pid)
 
 
@@ -499,6 +543,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--profile", type=Path, help="run the coordinator under cProfile for one phase; pstats file"
     )
     parser.add_argument("--profile-phase", choices=("closed", "fixed"), default="closed")
+    parser.add_argument(
+        "--gc-only", action="store_true", help="with --profile: record only GC pauses (no cProfile slowdown)"
+    )
     # worker mode (internal)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--host", default=HOST, help=argparse.SUPPRESS)

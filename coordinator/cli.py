@@ -85,7 +85,12 @@ def run(config: CoordinatorConfig) -> int:
         return 2
 
     async def main_async() -> int:
-        service = CoordinatorService(config, SystemClock())
+        clock = SystemClock()
+        service = CoordinatorService(config, clock)
+        if config.s3_bucket:
+            from coordinator.service.object_store import ObjectStoreBridge
+
+            await ObjectStoreBridge(service, config, clock).start()
         return await serve(config, service, sock)
 
     loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop

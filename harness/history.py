@@ -138,8 +138,10 @@ class History:
 
     def processes(self) -> list[str]:
         seen: dict[str, None] = {}
-        for item in itertools.chain(self.ops, self.messages, self.events):
-            seen.setdefault(item.process, None)
+        for process in itertools.chain(
+            (o.process for o in self.ops), (m.process for m in self.messages), (e.process for e in self.events)
+        ):
+            seen.setdefault(process, None)
         return list(seen)
 
     def to_json(self) -> dict[str, Any]:

@@ -18,7 +18,6 @@ FAILPOINT_NAMES: dict[str, str] = {
     "storage.write": "the storage write of apply_changes",
     "storage.read": "the storage read of get_changes",
     "broadcast.send": "queueing push_changes to one recipient (error only)",
-    "s3.request": "every request to the object store (error only)",
 }
 MODES = ("off", "error", "delay")
 

@@ -55,6 +55,10 @@ class Persistence(Protocol):
         conflicts: int,
     ) -> None: ...
 
+    async def shutdown(self, deadline_s: float) -> None: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
 
 class CoordinatorService:
     def __init__(
@@ -155,6 +159,8 @@ class CoordinatorService:
         await self._wait_idle(deadline)
         for session in list(self.sessions.values()):
             session.close(E.CLOSE_GOING_AWAY, "server shutdown")
+        if self.persistence is not None:
+            await self.persistence.shutdown(deadline - self.clock.monotonic())
         await self.stores.shutdown()
         self.log.info("shutdown_complete", inflight=self.inflight)
 
@@ -543,6 +549,7 @@ class CoordinatorService:
             "asyncioTasks": len(tasks),
             "inflight": self.inflight,
             "backend": self.backend_state,
+            "objectStore": self.persistence.describe() if self.persistence is not None else None,
         }
 
 

@@ -59,6 +59,15 @@ class StoreManager:
         self._cleanup_task: asyncio.Task[None] | None = None
         self._closed = False
         self._metrics.open_stores.callback = lambda: {(): float(len(self._entries))}
+        self.on_close: Callable[[str], None] | None = None  # told when a store closes (per-db state)
+
+    def set_restorer(self, restorer: Restorer) -> None:
+        self._restorer = restorer
+
+    def _close_entry(self, database_id: str, entry: _Entry) -> None:
+        entry.store.close()
+        if self.on_close is not None:
+            self.on_close(database_id)
 
     # acquire / release --------------------------------------------------------------------
     async def acquire(self, database_id: str) -> DatabaseStore:
@@ -135,7 +144,7 @@ class StoreManager:
                 self._log.warning("store_limit_exceeded", open=len(self._entries), limit=self._max_open)
                 return
             entry = self._entries.pop(victim)  # check and close in one step: no await between
-            entry.store.close()
+            self._close_entry(victim, entry)
             self._metrics.store_evictions.inc()
 
     def close_idle(self) -> int:
@@ -144,7 +153,7 @@ class StoreManager:
             db for db, e in self._entries.items() if e.refs == 0 and now - e.last_used >= self._idle_timeout
         ]
         for db in idle:
-            self._entries.pop(db).store.close()
+            self._close_entry(db, self._entries.pop(db))
             self._metrics.store_idle_closes.inc()
         return len(idle)
 
@@ -167,8 +176,8 @@ class StoreManager:
             await asyncio.gather(self._cleanup_task, return_exceptions=True)
             self._cleanup_task = None
         while self._entries:
-            _, entry = self._entries.popitem(last=False)
-            entry.store.close()
+            database_id, entry = self._entries.popitem(last=False)
+            self._close_entry(database_id, entry)
 
     # observation --------------------------------------------------------------------------
     def describe(self) -> list[dict[str, Any]]:

@@ -201,6 +201,8 @@ class ObjectStorePersistence:
         self._rng = rng if rng is not None else random.Random()
         self._outbox = Outbox(outbox_path, synchronous=config.outbox_synchronous)
         self._client = client if client is not None else S3Client(config)
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Event()
         self.breaker = CircuitBreaker(
             clock, config.breaker_failure_threshold, config.breaker_open_s, on_transition=self._transition
         )
@@ -213,8 +215,6 @@ class ObjectStorePersistence:
         self._probe_task: asyncio.Task[None] | None = None
         self._trackers: dict[str, _SnapshotTracker] = {}
         self._counters = _Counters()
-        self._wake = asyncio.Event()
-        self._progress = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         self._closed = False
         self.last_error: str | None = None
@@ -261,7 +261,7 @@ class ObjectStorePersistence:
         reason = "drained"
         while self._outbox.depth() > 0:
             now = self._clock.monotonic()
-            if self._runner is None:
+            if self._runner is None or self._runner.done():
                 reason = "uploader not running"
                 break
             if now >= deadline:
@@ -504,8 +504,14 @@ class ObjectStorePersistence:
         backoff expiring or the breaker's probe time."""
         while not self._closed:
             self._wake.clear()
-            self._dispatch()
-            await self._wait(self._wake, self._next_wakeup())
+            try:
+                self._dispatch()
+                delay = self._next_wakeup()
+            except Exception as exc:  # a local failure (disk full, outbox locked): retry later
+                log.exception("S3 uploader dispatch failed")
+                self.last_error = f"uploader: {type(exc).__name__}: {exc}"
+                delay = self.config.backoff_max_s
+            await self._wait(self._wake, delay)
 
     def _dispatch(self) -> None:
         now = self._clock.monotonic()
@@ -576,6 +582,10 @@ class ObjectStorePersistence:
                 self._metrics.outbox_depth(self._outbox.depth())
             if entry.kind == SNAPSHOT:
                 await self._apply_retention(database_id)
+        except Exception as exc:  # local (outbox) failure: the entry stays and is retried
+            log.exception("S3 upload bookkeeping failed for %s", entry.object_key)
+            self.last_error = f"uploader: {type(exc).__name__}: {exc}"
+            upload.retry_at = self._clock.monotonic() + self.config.backoff_max_s
         finally:
             self._inflight.pop(database_id, None)
             self._wake.set()
@@ -612,7 +622,7 @@ class ObjectStorePersistence:
 
     def _backoff(self, failures: int) -> float:
         """Exponential with equal jitter: between half and all of min(max, base * 2^(n-1))."""
-        ceiling = min(self.config.backoff_max_s, self.config.backoff_base_s * 2 ** min(failures - 1, 30))
+        ceiling = min(self.config.backoff_max_s, self.config.backoff_base_s * 2.0 ** min(failures - 1, 30))
         return ceiling / 2 + self._rng.random() * ceiling / 2
 
     # --- calls ----------------------------------------------------------------------------------
@@ -673,6 +683,9 @@ class ObjectStorePersistence:
 
     def _transition(self, old: BackendState, new: BackendState, reason: str) -> None:
         log.warning("object store %s -> %s: %s", old.value, new.value, reason)
+        # The uploader must re-plan: an open breaker (even one opened by a restore) needs a probe
+        # at its probe time, or it would report "degraded" until the next upload.
+        self._wake.set()
         if self._on_backend_state is not None:
             try:
                 self._on_backend_state(old, new, reason)

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from coordinator.protocol.changes import Change, ChangeSet, canonical_json
-from coordinator.protocol.encoding import encode_hlc, encode_site_id
+from coordinator.protocol.encoding import decode_hlc, encode_hlc, encode_site_id
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cells (
@@ -190,6 +190,90 @@ class DatabaseStore:
         )
         return "applied"
 
+    def load_snapshot(self, chunks: list[dict[str, Any]], now_ms: int) -> int:
+        """Restore cells, tombstones and migrations from snapshot chunks (an object-store
+        snapshot). Each restored cell and tombstone is also logged as a change, so get_changes
+        from scratch still returns the whole state after a restore. Returns entries loaded."""
+        header = next((c for c in chunks if c.get("type") == "header"), None)
+        snapshot_id = str(header.get("snapshotId", "restored")) if header else "restored"
+        logged: list[tuple[bytes, str, bytes, bytes, str]] = []
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for chunk in chunks:
+                kind = chunk.get("type")
+                if kind == "schema-migration":
+                    m = chunk["migration"]
+                    db.execute(
+                        "INSERT OR IGNORE INTO migrations VALUES (?, ?, ?, ?, ?, ?)",
+                        (
+                            decode_hlc(m["hlc"]),
+                            m["schema"],
+                            m["table"],
+                            m["type"],
+                            f"snapshot:{snapshot_id}",
+                            canonical_json(m),
+                        ),
+                    )
+                elif kind == "column-versions":
+                    for e in chunk["entries"]:
+                        hlc = decode_hlc(e["hlc"])
+                        pk = canonical_json(e["pk"])
+                        db.execute(
+                            "INSERT OR REPLACE INTO cells VALUES (?, ?, ?, ?, ?, ?)",
+                            (
+                                chunk["schema"],
+                                chunk["table"],
+                                pk,
+                                e["column"],
+                                canonical_json(e["value"]),
+                                hlc,
+                            ),
+                        )
+                        change = {
+                            "type": "column",
+                            "schema": chunk["schema"],
+                            "table": chunk["table"],
+                            "pk": e["pk"],
+                            "hlc": e["hlc"],
+                            "column": e["column"],
+                            "value": e["value"],
+                        }
+                        logged.append(_restored_log_row(hlc, snapshot_id, change))
+                elif kind == "tombstone":
+                    for e in chunk["entries"]:
+                        hlc = decode_hlc(e["hlc"])
+                        prior = e.get("priorRow")
+                        db.execute(
+                            "INSERT OR REPLACE INTO tombstones VALUES (?, ?, ?, ?, ?, ?)",
+                            (
+                                chunk["schema"],
+                                chunk["table"],
+                                canonical_json(e["pk"]),
+                                hlc,
+                                int(e.get("createdAt", now_ms)),
+                                canonical_json(prior) if prior is not None else None,
+                            ),
+                        )
+                        change = {
+                            "type": "delete",
+                            "schema": chunk["schema"],
+                            "table": chunk["table"],
+                            "pk": e["pk"],
+                            "hlc": e["hlc"],
+                        }
+                        if prior is not None:
+                            change["priorRow"] = prior
+                        logged.append(_restored_log_row(hlc, snapshot_id, change))
+            db.executemany(
+                "INSERT INTO change_log (hlc, tx_id, site_id, tx_hlc, change) VALUES (?, ?, ?, ?, ?)", logged
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return len(logged)
+
     # change log -------------------------------------------------------------------------------
     def changes_since(
         self, since: bytes | None, exclude_site: bytes | None, batch_size: int
@@ -256,6 +340,15 @@ class DatabaseStore:
     # snapshots --------------------------------------------------------------------------------
     def snapshot_reader(self) -> SnapshotReader:
         return SnapshotReader(self)
+
+
+def _restored_log_row(
+    hlc: bytes, snapshot_id: str, change: dict[str, Any]
+) -> tuple[bytes, str, bytes, bytes, str]:
+    """A change-log row for state restored from a snapshot: one transaction per original site
+    (the site is inside the HLC), so own-site exclusion still works after a restore."""
+    site = hlc[10:26]
+    return (hlc, f"snapshot:{snapshot_id}:{encode_site_id(site)}", site, hlc, canonical_json(change))
 
 
 class SnapshotReader:

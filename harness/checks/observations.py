@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from harness.checks.prometheus import parse_prometheus
@@ -85,6 +85,13 @@ class Observations:
 
     def add_metrics_text(self, time: float, text: str) -> None:
         self.metrics.append(Sample(time, parse_prometheus(text)))
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-safe form for the journal; S3 object bodies are summarised by their size."""
+        data = asdict(self)
+        if self.s3_objects is not None:
+            data["s3_objects"] = [{"key": o.key, "size": len(o.body)} for o in self.s3_objects]
+        return data
 
     def process_times(self, *kinds: str) -> list[float]:
         return [e.time for e in self.process if e.kind in kinds]

@@ -21,33 +21,61 @@ TRY_AGAIN_LATER = 1013
     "slow-client-notification",
     "slow-clients",
     "a session the server drops for being slow gets a SLOW_CLIENT notice before its 1013 close",
+    silence_s=Param(
+        5.0, "a stalled session that hears nothing this long after resuming, while others do, was dropped"
+    ),
 )
 def slow_client_notification(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
     name = "slow-client-notification"
     if missing := cap.missing(history, obs, cap.NOTICE):
         return unsupported(name, params, missing)
+    conns = connections(history)
+    silence = float(params["silence_s"])
+    end = history.now()
     judged = 0
     violations: list[dict[str, Any]] = []
-    for conn in connections(history):
-        if conn.closed_at is None or conn.by_client:
+    for conn in conns:
+        if not conn.paused and conn.close_code != TRY_AGAIN_LATER:
             continue
-        dropped_slow = conn.close_code == TRY_AGAIN_LATER
-        stalled = bool(conn.paused) and not disturbed(history, obs, conn.paused[0][0], conn.closed_at)
-        if not (dropped_slow or stalled):
-            continue
-        judged += 1
         notices = [m for m in conn.received("notice") if m.payload.get("code") == "SLOW_CLIENT"]
-        where = {
-            "process": conn.process,
-            "conn": conn.number,
-            "time": conn.closed_at,
-            "close_code": conn.close_code,
-        }
-        if not notices:
-            violations.append(where | {"problem": "dropped while slow without a SLOW_CLIENT notice"})
-        elif conn.close_code != TRY_AGAIN_LATER:
+        where = {"process": conn.process, "conn": conn.number, "close_code": conn.close_code}
+        if conn.closed_at is not None and not conn.by_client:
+            stalled = bool(conn.paused) and not disturbed(history, obs, conn.paused[0][0], conn.closed_at)
+            if conn.close_code != TRY_AGAIN_LATER and not stalled:
+                continue
+            judged += 1
+            where["time"] = conn.closed_at
+            if not notices:
+                violations.append(where | {"problem": "dropped while slow without a SLOW_CLIENT notice"})
+            elif conn.close_code != TRY_AGAIN_LATER:
+                violations.append(
+                    where | {"problem": f"SLOW_CLIENT notice but close code {conn.close_code}, not 1013"}
+                )
+            continue
+        # Still open from the server's side, as far as the client knows: was it abandoned?
+        resumed = [p1 for _, p1 in conn.paused if p1 is not None]
+        if not resumed or notices:
+            continue
+        quiet_from = max([resumed[-1], *(m.time for m in conn.messages)])
+        quiet_to = conn.closed_at if conn.closed_at is not None else end
+        others_heard = any(
+            quiet_from < m.time < quiet_to
+            for other in conns
+            if other is not conn and other.database_id == conn.database_id
+            for m in other.messages
+        )
+        if (
+            quiet_to - quiet_from > silence
+            and others_heard
+            and not disturbed(history, obs, quiet_from, quiet_to)
+        ):
+            judged += 1
             violations.append(
-                where | {"problem": f"SLOW_CLIENT notice but close code {conn.close_code}, not 1013"}
+                where
+                | {
+                    "time": quiet_from + silence,
+                    "problem": f"silent for {quiet_to - quiet_from:.1f}s after its stall while others heard the server",
+                }
             )
     if violations:
         return failed(

@@ -378,6 +378,28 @@ async def read_server_state(client: SyncClient, via: str = "get_changes") -> Non
     await client.close()
 
 
+async def catch_up_all(clients: list[SyncClient], timeout_s: float = 30.0) -> list[str]:
+    """The run's final phase, once every behaviour ended: each client reconnects, pulls what it
+    lacks and records its replica, so that convergence compares replicas of one quiet state.
+    Returns the ids of the clients that could not catch up (their replicas are not recorded)."""
+    failed: list[str] = []
+
+    async def one(client: SyncClient) -> None:
+        try:
+            async with asyncio.timeout(timeout_s):
+                if not client.connected:
+                    await client.connect_with_retry()
+                await client.catch_up()
+        except (*_RECOVERABLE, TimeoutError):
+            failed.append(client.client_id)
+        finally:
+            with contextlib.suppress(Exception):
+                await client.close()
+
+    await asyncio.gather(*(one(c) for c in clients))
+    return failed
+
+
 BEHAVIOURS: dict[str, type[Behaviour]] = {
     cls.name: cls
     for cls in (Writer, Reader, Subscriber, SlowReader, Churner, Snapshotter, BadInput, Intruder)

@@ -9,7 +9,9 @@ from harness.client.http_api import HttpApi
 from harness.history import History
 
 
-async def sample_target(api: HttpApi, history: History, obs: Observations, admin_token: str | None = None) -> None:
+async def sample_target(
+    api: HttpApi, history: History, obs: Observations, admin_token: str | None = None
+) -> None:
     """One probe of /status, /metrics, /debug/resources (with the admin token), /health, /ready."""
     status = await api.status()
     obs.status.append(Sample(history.now(), status.body, status.status))

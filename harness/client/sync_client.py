@@ -246,8 +246,9 @@ class SyncClient:
         ws = conn.ws
         try:
             while True:
-                await self._reading.wait()
                 raw = await ws.recv()
+                # A frame taken while reading is paused waits with it: the client has not read it.
+                await self._reading.wait()
                 self._on_frame(conn, raw)
                 async with self._arrivals:
                     self._arrivals.notify_all()
@@ -501,7 +502,8 @@ class SyncClient:
             result = await self._run_op(
                 OpName.APPLY, {"requestId": request_id, "changeSets": wire}, body, unknown_on_loss=True
             )
-        except (RequestTimeout, ConnectionLost, asyncio.CancelledError):
+        except (RequestTimeout, ConnectionLost, ServerError, asyncio.CancelledError):
+            # Unknown outcome, or a server failure that may have come after a partial commit.
             self._mark_uncertain(wire)
             raise
         self.absorb_own_write(wire, result)

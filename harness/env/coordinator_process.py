@@ -12,17 +12,29 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from harness.env import resources
 from harness.env.ports import LOCALHOST, ensure_port_free
-from harness.env.process import ManagedProcess, ProcessError, ProcessSpec, cleanup
+from harness.env.process import ManagedProcess, ProcessError, ProcessEvent, ProcessSpec, cleanup
 from harness.env.readiness import HttpOk, PortFile, wait_until
 
 FAILPOINT_NAMES = ("snapshot.read", "store.open", "storage.write", "storage.read", "broadcast.send")
+
+
+MAX_LOG_LINES = 1_000_000
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    time: float
+    text: str
+    stream: str
 
 
 class CoordinatorError(RuntimeError):
@@ -97,12 +109,16 @@ class CoordinatorProcess:
         options: CoordinatorOptions | None = None,
         s3: S3Settings | None = None,
         failpoint_seed: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.run_dir = run_dir
         self.data_dir = data_dir
         self.options = options or CoordinatorOptions()
         self.s3 = s3
         self.failpoint_seed = failpoint_seed
+        self.clock = clock
+        # wall-clock seconds at `clock` zero: maps the log's timestamps onto the run's clock
+        self.wall_at_zero = time.time() - clock()
         self.port = self.options.port
         self.base_path = "/sync"
         self.port_file = run_dir / "coordinator.port.json"
@@ -165,7 +181,6 @@ class CoordinatorProcess:
     # lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
         """Start and wait for the port file, then for GET /health; a restart reuses the port."""
-        self.port_file.unlink(missing_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._process = ManagedProcess(
             ProcessSpec(
@@ -176,7 +191,8 @@ class CoordinatorProcess:
                 readiness=PortFile(self.port_file),
                 ready_timeout_s=self.options.ready_timeout_s,
                 stop_timeout_s=self.options.stop_timeout_s,
-            )
+            ),
+            clock=self.clock,
         )
         await self._start_process(self._process)
 
@@ -204,8 +220,8 @@ class CoordinatorProcess:
     async def restart(self) -> None:
         """Stop gracefully if running, then start on the same port and data dir."""
         process = self.process
+        process.note_restart()
         await process.stop()
-        self.port_file.unlink(missing_ok=True)
         # the new argv names the port bound the first time
         process.spec.argv = self.argv()
         await self._start_process(process)
@@ -215,7 +231,6 @@ class CoordinatorProcess:
         process = self.process
         if process.running:
             raise CoordinatorError("the coordinator is still running; use restart()")
-        self.port_file.unlink(missing_ok=True)
         process.spec.argv = self.argv()
         await self._start_process(process)
 
@@ -225,6 +240,40 @@ class CoordinatorProcess:
         code = await self._process.stop()
         resources.unregister_port(self.port)
         return code
+
+    @property
+    def events(self) -> list[ProcessEvent]:
+        """Lifecycle events (start, signals, restart, exit with code) on the run's clock."""
+        return list(self._process.events) if self._process is not None else []
+
+    def log_lines(self) -> list[LogRecord]:
+        """Every line the coordinator wrote, timed on the run's clock: JSON lines by their "ts",
+        other lines (e.g. a traceback) at the time of the line before them."""
+        records: list[LogRecord] = []
+        for stream in ("stderr", "stdout"):
+            path = self.run_dir / f"coordinator.{stream}.log"
+            try:
+                text = path.read_text(errors="replace")
+            except OSError:
+                continue
+            last = 0.0
+            for line in text.splitlines()[:MAX_LOG_LINES]:
+                if line.startswith("---- coordinator start #"):
+                    continue  # the supervisor's own marker
+                last = self._line_time(line, last)
+                records.append(LogRecord(last, line, stream))
+        records.sort(key=lambda r: r.time)
+        return records
+
+    def _line_time(self, line: str, previous: float) -> float:
+        if not line.startswith("{"):
+            return previous
+        try:
+            stamp = json.loads(line).get("ts")
+            wall = datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+        except (ValueError, AttributeError, TypeError):
+            return previous
+        return wall - self.wall_at_zero
 
     def read_port_file(self) -> dict[str, Any]:
         return dict(json.loads(self.port_file.read_text()))

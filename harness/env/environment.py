@@ -18,7 +18,7 @@ import platform
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -30,7 +30,7 @@ from harness.env.ports import LOCALHOST
 from harness.env.process import cleanup
 from harness.env.s3_fault_layer import S3FaultLayer
 from harness.env.toxiproxy import Proxy, ToxiproxyClient, ToxiproxyServer
-from harness.history import History
+from harness.history import FaultWindow, History
 from harness.seed import Seeds
 
 BUNDLED = "bundled"
@@ -39,6 +39,16 @@ S3_PROXY = "s3"
 
 PROCESS_FAULTS = ("kill", "pause", "terminate", "restart")
 S3_FAULTS = ("s3_outage", "s3_error", "s3_slowdown", "s3_latency", "s3_drop")
+
+
+class ActiveFault(Protocol):
+    """What the environment knows of an applied fault (see harness.faults.base.Fault)."""
+
+    window: FaultWindow | None
+
+    def describe(self) -> str: ...
+
+    async def clear(self) -> None: ...
 
 
 class EnvironmentSetupError(RuntimeError):
@@ -102,6 +112,7 @@ class Environment:
         self.failpoints_available: bool | None = None
         self._scheme = "http"
         self._direct_address = ""
+        self.active_faults: list[ActiveFault] = []
         self._stack = contextlib.AsyncExitStack()
         self._started = False
 
@@ -159,7 +170,12 @@ class Environment:
         seed = self.seeds.stream("coordinator-failpoints").randrange(2**31)
         self.coordinator = await stack.enter_async_context(
             CoordinatorProcess(
-                self.run_dir, self.data_dir, self.config.coordinator, s3=s3_settings, failpoint_seed=seed
+                self.run_dir,
+                self.data_dir,
+                self.config.coordinator,
+                s3=s3_settings,
+                failpoint_seed=seed,
+                clock=self.history.now,
             )
         )
         self.base_path = self.coordinator.base_path
@@ -201,11 +217,35 @@ class Environment:
         return response.status_code == 200
 
     async def stop(self) -> None:
-        """Tear everything down in reverse order; safe to call twice."""
+        """Tear everything down in reverse order; safe to call twice. Faults still applied end
+        their windows here (their effect ends with the components)."""
+        for fault in self.active_faults:
+            if fault.window is not None:
+                self.history.fault_ended(fault.window)
+        self.active_faults.clear()
         await self._stack.aclose()
         for proxy in self.proxies.values():
             resources.unregister_port(proxy.port)
         self.proxies.clear()
+
+    # faults ---------------------------------------------------------------------------------
+    def fault_applied(self, fault: ActiveFault) -> None:
+        self.active_faults.append(fault)
+
+    def fault_cleared(self, fault: ActiveFault) -> None:
+        if fault in self.active_faults:
+            self.active_faults.remove(fault)
+
+    async def clear_faults(self) -> list[str]:
+        """Clear every applied fault, newest first; the errors, as text (all are attempted)."""
+        errors: list[str] = []
+        for fault in list(reversed(self.active_faults)):
+            try:
+                await fault.clear()
+            except Exception as exc:
+                errors.append(f"{fault.describe()}: {exc}")
+                self.fault_cleared(fault)
+        return errors
 
     # proxies --------------------------------------------------------------------------------
     @property

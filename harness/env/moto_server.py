@@ -53,7 +53,6 @@ class MotoServer:
         return f"http://{LOCALHOST}:{self.port}"
 
     async def start(self) -> None:
-        self.process.stderr_path.unlink(missing_ok=True)  # the readiness line must be this run's
         match = await self.process.start()
         if not isinstance(match, re.Match):
             raise MotoError("moto started without printing its address")

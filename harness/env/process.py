@@ -15,15 +15,17 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from harness.env import resources
 from harness.env.readiness import NotReady, Readiness, wait_until
 
 STDERR_TAIL_CHARS = 2000
+GROUP_EXIT_TIMEOUT_S = 5.0
 
 
 class ProcessError(RuntimeError):
@@ -45,18 +47,44 @@ class ProcessSpec:
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
-class ManagedProcess:
-    """One supervised child process: start, stop, kill, pause, resume, restart."""
+ProcessEventKind = Literal["start", "sigterm", "sigkill", "sigstop", "sigcont", "restart", "exit"]
+_SIGNAL_KINDS: dict[signal.Signals, ProcessEventKind] = {
+    signal.SIGTERM: "sigterm",
+    signal.SIGKILL: "sigkill",
+    signal.SIGSTOP: "sigstop",
+    signal.SIGCONT: "sigcont",
+}
 
-    def __init__(self, spec: ProcessSpec) -> None:
+
+@dataclass(frozen=True)
+class ProcessEvent:
+    """A lifecycle event on the supervisor's clock: what the harness did (start, signals,
+    restart) and the exit, with its code; `by_harness` is False for an exit nobody asked for
+    (a crash)."""
+
+    time: float
+    kind: ProcessEventKind
+    exit_code: int | None = None
+    by_harness: bool = True
+
+
+class ManagedProcess:
+    """One supervised child process: start, stop, kill, pause, resume, restart. `clock` times
+    its lifecycle events (the environment passes the run's clock)."""
+
+    def __init__(self, spec: ProcessSpec, clock: Callable[[], float] = time.monotonic) -> None:
         self.spec = spec
         self.name = spec.name
+        self.clock = clock
         self._proc: asyncio.subprocess.Process | None = None
         self._logs: list[IO[bytes]] = []
+        self._watcher: asyncio.Task[None] | None = None
+        self._signalled = False  # SIGTERM/SIGKILL sent since the last start
         self.ready_value: Any = None
         self.starts = 0
         self.paused = False
         self.last_returncode: int | None = None
+        self.events: list[ProcessEvent] = []
 
     # paths --------------------------------------------------------------------------------
     @property
@@ -96,6 +124,8 @@ class ManagedProcess:
         if self.running:
             raise ProcessError(f"{self.name} is already running (pid {self.pid})")
         self.spec.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.spec.readiness is not None:
+            self.spec.readiness.reset()
         self._close_logs()
         stdout = self.stdout_path.open("ab")
         stderr = self.stderr_path.open("ab")
@@ -122,6 +152,9 @@ class ManagedProcess:
         resources.register_pgid(self._proc.pid)
         self.starts += 1
         self.paused = False
+        self._signalled = False
+        self.events.append(ProcessEvent(self.clock(), "start"))
+        self._watcher = asyncio.ensure_future(self._watch(self._proc))
         if self.spec.readiness is None:
             return None
         try:
@@ -138,6 +171,18 @@ class ManagedProcess:
                 ) from exc
             raise
         return self.ready_value
+
+    async def _watch(self, proc: asyncio.subprocess.Process) -> None:
+        code = await proc.wait()
+        self.events.append(ProcessEvent(self.clock(), "exit", code, by_harness=self._signalled))
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        """killpg and record it; the caller handles a vanished group."""
+        assert self._proc is not None
+        os.killpg(self._proc.pid, sig)
+        self.events.append(ProcessEvent(self.clock(), _SIGNAL_KINDS.get(sig, "sigterm")))
+        if sig in (signal.SIGTERM, signal.SIGKILL):
+            self._signalled = True
 
     async def _death_reason(self) -> str | None:
         if self._proc is not None and self._proc.returncode is not None:
@@ -158,7 +203,7 @@ class ManagedProcess:
         if not self.running or self._proc is None:
             raise ProcessError(f"cannot send {sig.name} to {self.name}: it is not running")
         try:
-            os.killpg(self._proc.pid, sig)
+            self._signal_group(sig)
         except ProcessLookupError as exc:
             raise ProcessError(f"cannot send {sig.name} to {self.name}: process group is gone") from exc
 
@@ -178,7 +223,7 @@ class ManagedProcess:
         if self.paused:
             await self.resume()
         code = await self.wait(self.spec.stop_timeout_s if timeout_s is None else timeout_s)
-        self._after_exit()
+        await self._after_exit()
         return code
 
     async def kill(self) -> int | None:
@@ -187,9 +232,9 @@ class ManagedProcess:
             return None
         if self._proc.returncode is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self._proc.pid, signal.SIGKILL)
+                self._signal_group(signal.SIGKILL)
         code = await self._proc.wait()
-        self._after_exit()
+        await self._after_exit()
         return code
 
     async def stop(self, timeout_s: float | None = None) -> int | None:
@@ -199,26 +244,41 @@ class ManagedProcess:
         if self._proc.returncode is None:
             deadline = self.spec.stop_timeout_s if timeout_s is None else timeout_s
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self._proc.pid, signal.SIGTERM)
-                os.killpg(self._proc.pid, signal.SIGCONT)  # a paused child cannot act on SIGTERM
+                self._signal_group(signal.SIGTERM)
+                if self.paused:  # a paused child cannot act on SIGTERM
+                    self._signal_group(signal.SIGCONT)
             try:
                 await asyncio.wait_for(asyncio.shield(self._proc.wait()), deadline)
             except TimeoutError:
                 pass
         return await self.kill()
 
+    def note_restart(self) -> None:
+        """Record that what follows (stop, start) is one restart."""
+        self.events.append(ProcessEvent(self.clock(), "restart"))
+
     async def restart(self) -> Any:
         """Stop (gracefully) and start again with the same argv."""
+        self.note_restart()
         await self.stop()
         return await self.start()
 
-    def _after_exit(self) -> None:
+    async def _after_exit(self) -> None:
+        """Sweep what is left of the group (grandchildren) and wait until it is really gone."""
         if self._proc is not None and self._proc.pid in resources.live_pgids():
+            pgid = self._proc.pid
             self.last_returncode = self._proc.returncode
-            # sweep anything left in the group (grandchildren), then forget it
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self._proc.pid, signal.SIGKILL)
-            resources.unregister_pgid(self._proc.pid)
+                os.killpg(pgid, signal.SIGKILL)
+            deadline = time.monotonic() + GROUP_EXIT_TIMEOUT_S
+            for _ in range(int(GROUP_EXIT_TIMEOUT_S / 0.01) + 1):
+                if not resources.processes_in_groups({pgid}) or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.01)
+            resources.unregister_pgid(pgid)
+        if self._watcher is not None:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._watcher), 5.0)  # the exit is recorded
         self.paused = False
         self._close_logs()
 

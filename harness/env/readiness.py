@@ -28,6 +28,10 @@ class NotReady(RuntimeError):
 class Readiness(Protocol):
     def describe(self) -> str: ...
 
+    def reset(self) -> None:
+        """Forget evidence from an earlier start (called before each start)."""
+        ...
+
     async def probe(self) -> Any:
         """None while not ready; any other value (e.g. the parsed port file) once ready."""
         ...
@@ -41,6 +45,9 @@ class PortFile:
 
     def describe(self) -> str:
         return f"port file {self.path}"
+
+    def reset(self) -> None:
+        self.path.unlink(missing_ok=True)
 
     async def probe(self) -> dict[str, Any] | None:
         try:
@@ -63,6 +70,9 @@ class HttpOk:
     def describe(self) -> str:
         return f"GET {self.url} -> {'/'.join(map(str, self.statuses))}"
 
+    def reset(self) -> None:
+        return None
+
     async def probe(self) -> httpx.Response | None:
         try:
             async with httpx.AsyncClient(timeout=1.0, trust_env=False) as client:
@@ -78,36 +88,25 @@ class LogLine:
 
     path: Path
     pattern: str
+    offset: int = 0  # only text written after this many bytes counts (logs append across starts)
 
     def describe(self) -> str:
         return f"a line matching /{self.pattern}/ in {self.path.name}"
 
+    def reset(self) -> None:
+        try:
+            self.offset = self.path.stat().st_size
+        except OSError:
+            self.offset = 0
+
     async def probe(self) -> re.Match[str] | None:
         try:
-            text = self.path.read_text(errors="replace")
+            with self.path.open("rb") as f:
+                f.seek(self.offset)
+                text = f.read().decode(errors="replace")
         except OSError:
             return None
         return re.search(self.pattern, text, re.MULTILINE)
-
-
-@dataclass
-class Chain:
-    """Ready once every condition is, in order; the value is the first condition's value."""
-
-    conditions: tuple[Readiness, ...]
-
-    def describe(self) -> str:
-        return " then ".join(c.describe() for c in self.conditions)
-
-    async def probe(self) -> Any:
-        first: Any = None
-        for i, condition in enumerate(self.conditions):
-            value = await condition.probe()
-            if value is None:
-                return None
-            if i == 0:
-                first = value
-        return first
 
 
 async def wait_until(

@@ -63,7 +63,7 @@ def remove_temp_dir(path: Path) -> None:
         _temp_dirs.discard(path)
 
 
-def _processes_in_groups(pgids: set[int]) -> list[tuple[int, int, str]]:
+def processes_in_groups(pgids: set[int]) -> list[tuple[int, int, str]]:
     """(pid, pgid, command) of every live, non-zombie process whose group is in `pgids`."""
     found: list[tuple[int, int, str]] = []
     for entry in Path("/proc").iterdir():
@@ -91,7 +91,7 @@ def _port_accepts(port: int) -> bool:
 def leftovers() -> list[str]:
     """Everything of the harness still alive: processes, listening ports, temp dirs."""
     problems: list[str] = []
-    for pid, pgid, comm in _processes_in_groups(_all_pgids):
+    for pid, pgid, comm in processes_in_groups(_all_pgids):
         problems.append(f"process {pid} ({comm}) of harness process group {pgid} is still running")
     for port, owner in sorted(_ports.items()):
         if _port_accepts(port):
@@ -104,7 +104,7 @@ def leftovers() -> list[str]:
 
 def forget_closed() -> None:
     """Drop registry entries whose resource is verifiably gone (between tests)."""
-    alive = {pgid for _, pgid, _ in _processes_in_groups(_all_pgids)}
+    alive = {pgid for _, pgid, _ in processes_in_groups(_all_pgids)}
     _all_pgids.intersection_update(alive)
     for port in [p for p in _ports if not _port_accepts(p)]:
         _ports.pop(port, None)

@@ -56,6 +56,7 @@ UPSTREAM_TIMEOUT_S = 120.0
 DRAIN_LIMIT = 64 << 20
 MAX_INTERIM_RESPONSES = 8
 PIPE_CHUNK = 64 << 10
+MAX_CHUNKS = 1 << 20  # reads of one body or answer (each read has a deadline): 64 GiB at most
 
 
 @dataclass
@@ -428,9 +429,9 @@ class S3FaultLayer:
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """Client body bytes to moto, as they arrive, until the client stops sending."""
-    with contextlib.suppress(ConnectionError):
-        while True:
-            chunk = await reader.read(PIPE_CHUNK)
+    with contextlib.suppress(ConnectionError, TimeoutError):
+        for _ in range(MAX_CHUNKS):
+            chunk = await asyncio.wait_for(reader.read(PIPE_CHUNK), UPSTREAM_TIMEOUT_S)
             if not chunk:
                 return
             writer.write(chunk)
@@ -438,7 +439,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 
 async def _copy_until_eof(reader: asyncio.StreamReader, writer: asyncio.StreamWriter | None) -> None:
-    while True:
+    for _ in range(MAX_CHUNKS):
         chunk = await asyncio.wait_for(reader.read(PIPE_CHUNK), UPSTREAM_TIMEOUT_S)
         if not chunk:
             return
@@ -452,7 +453,9 @@ async def _drain_body(reader: asyncio.StreamReader, head: _Head) -> None:
     with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError, TimeoutError, ValueError):
         if "chunked" in (head.get("transfer-encoding") or "").lower():
             total = 0
-            while total < DRAIN_LIMIT:
+            for _ in range(DRAIN_LIMIT):  # chunks; each read has a deadline
+                if total >= DRAIN_LIMIT:
+                    return
                 size_line = await asyncio.wait_for(reader.readuntil(b"\r\n"), 10.0)
                 size = int(size_line.split(b";", 1)[0].strip(), 16)
                 if size == 0:
@@ -466,7 +469,9 @@ async def _drain_body(reader: asyncio.StreamReader, head: _Head) -> None:
             return
         length = int(head.get("content-length") or 0)
         remaining = min(length, DRAIN_LIMIT)
-        while remaining > 0:
+        for _ in range(MAX_CHUNKS):
+            if remaining <= 0:
+                return
             chunk = await asyncio.wait_for(reader.read(min(remaining, PIPE_CHUNK)), 10.0)
             if not chunk:
                 return

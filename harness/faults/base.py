@@ -86,6 +86,7 @@ class Fault(abc.ABC):
         except BaseException:
             self.history.fault_ended(self.window)
             raise
+        self.env.fault_applied(self)
 
     async def clear(self) -> None:
         if not self.active or self.window is None:
@@ -98,6 +99,7 @@ class Fault(abc.ABC):
             raise FaultError(f"clearing {self.describe()} failed: {exc}") from exc
         finally:
             self.history.fault_ended(self.window)
+            self.env.fault_cleared(self)
 
     @abc.abstractmethod
     async def _apply(self) -> None: ...

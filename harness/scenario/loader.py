@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.checks.registry import CHECKS, load_all
-from harness.client.behaviours import BEHAVIOURS
+from harness.client.behaviours import BEHAVIOURS, Behaviour
 from harness.faults.base import FaultSpecError
 from harness.faults.registry import validate_fault_spec
 from harness.scenario.located_yaml import Located, YamlSyntaxError, load_located
@@ -253,7 +253,7 @@ class _Validator:
             raise self.error(("clients",), f"{total} clients in all; at most {MAX_CLIENTS}")
         return tuple(groups)
 
-    def behaviour_params(self, cls: type, params: dict[str, Any], path: tuple[Any, ...]) -> None:
+    def behaviour_params(self, cls: type[Behaviour], params: dict[str, Any], path: tuple[Any, ...]) -> None:
         hints = typing.get_type_hints(cls)
         fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name not in ("client", "rng")}
         for key, value in params.items():

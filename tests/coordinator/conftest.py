@@ -44,6 +44,7 @@ class CoordinatorProcess:
         return f"ws://127.0.0.1:{self.port}/sync/ws"
 
     async def start(self, port: int = 0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port_file.unlink(missing_ok=True)
         stderr = open(self.stderr_path, "ab")
         self.proc = await asyncio.create_subprocess_exec(

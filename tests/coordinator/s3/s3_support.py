@@ -20,6 +20,7 @@ import boto3
 from botocore.config import Config as BotoConfig
 
 from coordinator.storage.persistence import BackendState
+from coordinator.storage.s3_store import S3Client
 
 STARTUP_DEADLINE_S = 30.0
 
@@ -93,7 +94,8 @@ def s3_admin(endpoint: str) -> Any:
 
 class FaultProxy:
     """TCP proxy to moto. Modes: `pass` (forward), `refuse` (accept, then reset at once: the
-    server is down), `blackhole` (accept and never answer: the server hangs). Counts accepted
+    server is down), `blackhole` (accept and never answer: the server hangs), `slowdown` (answer
+    every request with S3's 503 SlowDown: the server throttles). Counts accepted
     connections per mode; botocore opens a new connection for every attempt after a failure."""
 
     def __init__(self, upstream_port: int) -> None:
@@ -109,6 +111,12 @@ class FaultProxy:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def upstream(self) -> str:
+        """moto itself: the test's own reads go there. A blocking boto3 call through this proxy
+        from the test's event loop would starve the proxy, which runs on that same loop."""
+        return f"http://127.0.0.1:{self.upstream_port}"
+
+    @property
     def total(self) -> int:
         return sum(self.accepted.values())
 
@@ -118,7 +126,7 @@ class FaultProxy:
 
     def set_mode(self, mode: str) -> None:
         """Switch, dropping every open connection so that pooled keep-alive ones see it too."""
-        assert mode in {"pass", "refuse", "blackhole"}
+        assert mode in {"pass", "refuse", "blackhole", "slowdown"}
         self.mode = mode
         for writer in list(self._writers):
             writer.transport.abort()
@@ -135,6 +143,9 @@ class FaultProxy:
         self.accepted[mode] += 1
         if mode == "refuse":
             writer.transport.abort()
+            return
+        if mode == "slowdown":
+            await _slow_down_response(reader, writer)
             return
         self._writers.add(writer)
         try:
@@ -154,6 +165,34 @@ class FaultProxy:
         finally:
             self._writers.discard(writer)
             writer.transport.abort()
+
+
+_SLOW_DOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
+
+
+async def _slow_down_response(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answer the request head with S3's 503 SlowDown, without reading the body, and hang up."""
+    try:
+        await reader.readuntil(b"\r\n\r\n")
+        head = (
+            b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\n"
+            + f"Content-Length: {len(_SLOW_DOWN)}\r\nConnection: close\r\n\r\n".encode()
+        )
+        writer.write(head + _SLOW_DOWN)
+        await writer.drain()
+        writer.write_eof()
+        # Read (and drop) whatever body the client still sends until it hangs up: closing with
+        # unread data would reset the connection and lose the answer.
+        async with asyncio.timeout(5.0):
+            while await reader.read(65536):
+                pass
+    except (ConnectionError, OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        pass
+    finally:
+        writer.transport.abort()
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -252,3 +291,16 @@ def snapshot_chunks(snapshot_id: str, rows: int) -> list[dict[str, Any]]:
             "totalMigrations": 0,
         },
     ]
+
+
+class RecordingS3Client(S3Client):
+    """The real client (real HTTP to moto), noting the keys of the uploads that succeeded, in the
+    order they completed: what the per-database upload order is checked against."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.uploaded: list[str] = []
+
+    def put_object(self, key: str, body: bytes, content_type: str) -> None:
+        super().put_object(key, body, content_type)
+        self.uploaded.append(key)

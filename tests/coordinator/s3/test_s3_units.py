@@ -9,6 +9,7 @@ import pytest
 
 from coordinator.storage.circuit_breaker import BackendState, CircuitBreaker
 from coordinator.storage.outbox import BATCH, Outbox
+from coordinator.storage.persistence import ObjectStorePersistence, S3Config
 from coordinator.storage.s3_store import batch_key, iso_timestamp, key_time_part, key_timestamp, storage_path
 
 
@@ -110,3 +111,47 @@ def test_outbox_keys_strictly_increase_across_clock_steps_and_restarts(tmp_path:
     assert reopened.depth() == 5
     assert [e.created_ms for e in reopened.pending("db")] == [5001, 5002, 5003, 5004, 5006]
     reopened.close()
+
+
+class VirtualClock(ManualClock):
+    """The Clock protocol of the persistence layer, on virtual time."""
+
+    def now_ms(self) -> int:
+        return int(self.now * 1000)
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+async def test_snapshot_cadence_by_changes_and_by_time(tmp_path: Path) -> None:
+    clock = VirtualClock()
+    config = S3Config(
+        bucket="never-contacted",
+        endpoint="http://127.0.0.1:9",
+        snapshot_every_changes=5,
+        snapshot_every_s=60.0,
+    )
+    persistence = ObjectStorePersistence(config, tmp_path / "outbox.sqlite", clock)
+    try:
+        assert not persistence.note_applied("db", 3)
+        assert persistence.note_applied("db", 2)  # 5 changes
+        assert not persistence.note_applied("db", 4)  # the count restarted
+        clock.now += 59.0
+        assert persistence.snapshots_due() == []
+        clock.now += 1.0
+        assert persistence.snapshots_due() == ["db"]  # 60 s with changes pending
+        assert persistence.snapshots_due() == []
+        clock.now += 120.0
+        assert persistence.snapshots_due() == []  # nothing changed: no snapshot
+        assert not persistence.note_applied("quiet", 0)
+        ticket = persistence.begin_snapshot("db")
+        key = persistence.enqueue_snapshot("db", [{"type": "header", "snapshotId": "s1"}], ticket)
+        assert key.startswith("db/snapshots/") and key.endswith(f"_{ticket.snapshot_id}.json")
+        assert persistence.outbox_depth() == 1
+        persistence.release("quiet")
+        assert persistence.stats()["tracked_databases"] == 1
+        # Without start() the uploader does not run: a flush says so instead of waiting.
+        result = await persistence.flush(5.0)
+        assert not result.complete and result.remaining == 1 and result.reason == "uploader not running"
+    finally:
+        await persistence.close()

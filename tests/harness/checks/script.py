@@ -10,7 +10,7 @@ from harness.client.changesets import ChangeSetBuilder, HlcClock
 from harness.client.codec import encode_site_id
 from harness.client.recorder import EventKind, OpName
 from harness.client.replica import Replica
-from harness.history import FaultWindow, History, Op
+from harness.history import FaultWindow, History, Op, OpType
 
 WALL0 = 1_800_000_000_000.0  # wall-clock ms at run time 0
 
@@ -32,14 +32,23 @@ class Script:
     def site(self, process: str) -> str:
         if process not in self._sites:
             self._sites[process] = bytes([len(self._sites) + 1]) * 16
-            self.history.event(process, EventKind.CLOCK, wall_ms=WALL0 + self.t * 1000, siteId=self.site(process))
+            self.history.event(
+                process, EventKind.CLOCK, wall_ms=WALL0 + self.t * 1000, siteId=self.site(process)
+            )
         return encode_site_id(self._sites[process])
 
     def conn_id(self, process: str) -> str:
         return f"{process}-c{self._conns.get(process, 0)}"
 
     # connections --------------------------------------------------------------------------------
-    def connect(self, process: str, db: str = "db1", authorized_for: list[str] | None = None, ok: bool = True, error: str = "AUTH_FAILED") -> Script:
+    def connect(
+        self,
+        process: str,
+        db: str = "db1",
+        authorized_for: list[str] | None = None,
+        ok: bool = True,
+        error: str = "AUTH_FAILED",
+    ) -> Script:
         site = self.site(process)
         number = self._conns.get(process, 0) + 1
         self._conns[process] = number
@@ -49,19 +58,39 @@ class Script:
             value["authorizedFor"] = authorized_for
         op = self.history.invoke(process, OpName.HANDSHAKE, value)
         if ok:
-            ack = {"type": "handshake_ack", "databaseId": db, "connectionId": self.conn_id(process), "protocolVersion": 1}
+            ack = {
+                "type": "handshake_ack",
+                "databaseId": db,
+                "connectionId": self.conn_id(process),
+                "protocolVersion": 1,
+            }
             self.history.message(process, "recv", ack)
             self.history.complete(op, "ok", ack)
-            self.history.event(process, EventKind.SESSION, conn=number, databaseId=db, siteId=site, connectionId=self.conn_id(process))
+            self.history.event(
+                process,
+                EventKind.SESSION,
+                conn=number,
+                databaseId=db,
+                siteId=site,
+                connectionId=self.conn_id(process),
+            )
         else:
             payload = {"type": "error", "code": error, "message": "no", "fatal": True}
             self.history.message(process, "recv", payload)
             self.history.complete(op, "fail", payload, error)
         return self
 
-    def close(self, process: str, code: int | None = 1000, by_client: bool = False, reason: str = "") -> Script:
+    def close(
+        self, process: str, code: int | None = 1000, by_client: bool = False, reason: str = ""
+    ) -> Script:
         self.history.event(
-            process, EventKind.CLOSE, conn=self._conns[process], code=code, reason=reason, sent_code=code, by_client=by_client
+            process,
+            EventKind.CLOSE,
+            conn=self._conns[process],
+            code=code,
+            reason=reason,
+            sent_code=code,
+            by_client=by_client,
         )
         return self
 
@@ -70,10 +99,24 @@ class Script:
         return self
 
     def notice(self, process: str, code: str, **data: Any) -> Script:
-        return self.recv(process, {"type": "notice", "code": code, "severity": "warning", "component": "x", "message": "", "ts": 0, "data": data})
+        return self.recv(
+            process,
+            {
+                "type": "notice",
+                "code": code,
+                "severity": "warning",
+                "component": "x",
+                "message": "",
+                "ts": 0,
+                "data": data,
+            },
+        )
 
     def heartbeat(self, process: str, backend: str = "ok", seq: int = 0) -> Script:
-        return self.recv(process, {"type": "heartbeat", "ts": WALL0 + self.t * 1000, "seq": seq, "clients": 1, "backend": backend})
+        return self.recv(
+            process,
+            {"type": "heartbeat", "ts": WALL0 + self.t * 1000, "seq": seq, "clients": 1, "backend": backend},
+        )
 
     def pause(self, process: str) -> Script:
         self.history.event(process, EventKind.READING_PAUSED, conn=self._conns[process])
@@ -91,13 +134,27 @@ class Script:
         return ChangeSetBuilder(clock).set("t", [pk], column, value).build().to_wire()
 
     def apply(
-        self, process: str, change_sets: list[dict[str, Any]], outcome: str = "ok", applied: int | None = None, duration: float = 0.01, seq: int | None = None
+        self,
+        process: str,
+        change_sets: list[dict[str, Any]],
+        outcome: OpType = "ok",
+        applied: int | None = None,
+        duration: float = 0.01,
+        seq: int | None = None,
     ) -> Op:
-        op = self.history.invoke(process, OpName.APPLY, {"requestId": f"{process}-{self._writes}", "changeSets": change_sets})
+        op = self.history.invoke(
+            process, OpName.APPLY, {"requestId": f"{process}-{self._writes}", "changeSets": change_sets}
+        )
         self.t += duration
         count = sum(len(cs["changes"]) for cs in change_sets)
         if outcome == "ok":
-            result = {"type": "apply_result", "applied": count if applied is None else applied, "skipped": 0, "conflicts": 0, "transactions": len(change_sets)}
+            result = {
+                "type": "apply_result",
+                "applied": count if applied is None else applied,
+                "skipped": 0,
+                "conflicts": 0,
+                "transactions": len(change_sets),
+            }
             if seq is not None:
                 result["seq"] = seq
             self.history.message(process, "recv", result)
@@ -111,16 +168,39 @@ class Script:
         return self.recv(process, payload)
 
     # ops ----------------------------------------------------------------------------------------
-    def op(self, process: str, f: str, type: str, value: Any = None, result: Any = None, error: str | None = None, duration: float = 0.01) -> Op:
+    def op(
+        self,
+        process: str,
+        f: str,
+        type: OpType,
+        value: Any = None,
+        result: Any = None,
+        error: str | None = None,
+        duration: float = 0.01,
+    ) -> Op:
         invoked = self.history.invoke(process, f, value)
         self.t += duration
-        return self.history.complete(invoked, type, result, error)  # type: ignore[arg-type]
+        return self.history.complete(invoked, type, result, error)
 
-    def replica(self, process: str, change_sets: list[dict[str, Any]], source: str = "client", db: str = "db1", uncertain: list[list[str]] | None = None) -> Script:
+    def replica(
+        self,
+        process: str,
+        change_sets: list[dict[str, Any]],
+        source: str = "client",
+        db: str = "db1",
+        uncertain: list[list[str]] | None = None,
+    ) -> Script:
         replica = Replica()
         replica.apply_change_sets(change_sets)
         self.history.event(
-            process, EventKind.REPLICA, source=source, caught_up=True, databaseId=db, siteId=self.site(process), uncertain=uncertain or [], state=replica.to_json()
+            process,
+            EventKind.REPLICA,
+            source=source,
+            caught_up=True,
+            databaseId=db,
+            siteId=self.site(process),
+            uncertain=uncertain or [],
+            state=replica.to_json(),
         )
         return self
 

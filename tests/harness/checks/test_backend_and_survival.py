@@ -32,26 +32,32 @@ def test_object_store_check_unknown_without_ownership_or_outage() -> None:
     assert run(s2, "object-store-not-hammered").status == "unknown"
 
 
-def _reads(per_event: float) -> Script:
+def _reads(per_event: float, read_requests: int = 10) -> Script:
     s = Script()
     s.obs.metrics.append(Sample(0.0, {"coordinator_storage_reads_total": 10.0}))
     for i in range(30):
         s.at(1.0 + i * 0.1).connect(f"c{i}")
-    s.obs.metrics.append(Sample(10.0, {"coordinator_storage_reads_total": 10.0 + 30 * per_event}))
+    for i in range(read_requests):
+        s.at(5.0 + i * 0.1).op("c0", OpName.GET_CHANGES, "ok", result={"changeSets": []})
+    s.obs.metrics.append(
+        Sample(10.0, {"coordinator_storage_reads_total": 10.0 + read_requests + 30 * per_event})
+    )
     return s
 
 
-def test_bounded_storage_reads_pass_and_reloads_per_event_fail() -> None:
-    assert run(_reads(1.0), "storage-reads-bounded", max_reads_per_event=5.0).status == "pass"
-    result = run(_reads(40.0), "storage-reads-bounded", max_reads_per_event=5.0)
-    assert result.status == "fail" and result.evidence[0]["reads_per_event"] == 40.0
+def test_reads_explained_by_read_requests_pass_and_reloads_per_event_fail() -> None:
+    assert run(_reads(0.0, read_requests=40), "storage-reads-bounded").status == "pass"
+    result = run(_reads(1.0), "storage-reads-bounded")
+    assert result.status == "fail" and result.evidence[0]["unexplained_per_event"] == 1.0
+    assert result.evidence[0]["read_requests"] == 10
 
 
-def test_storage_reads_unknown_without_a_read_metric() -> None:
+def test_storage_reads_unknown_without_a_read_metric_or_enough_events() -> None:
     s = _reads(1.0)
     for sample in s.obs.metrics:
         sample.data = {"coordinator_connections": 1.0}
     assert run(s, "storage-reads-bounded").status == "unknown"
+    assert run(_reads(1.0), "storage-reads-bounded", min_events=100).status == "unknown"
 
 
 def test_process_dying_by_itself_fails_survival() -> None:
@@ -80,7 +86,9 @@ def test_server_failure_outside_faults_fails_and_inside_is_excused() -> None:
     s.connect("a")
     s.at(1.0).op("a", OpName.GET_CHANGES, "ok", result={"changeSets": []})
     assert run(s, "no-spurious-failures").status == "pass"
-    s.at(5.0).op("a", OpName.GET_CHANGES, "fail", result={"code": "GET_CHANGES_ERROR"}, error="GET_CHANGES_ERROR")
+    s.at(5.0).op(
+        "a", OpName.GET_CHANGES, "fail", result={"code": "GET_CHANGES_ERROR"}, error="GET_CHANGES_ERROR"
+    )
     result = run(s, "no-spurious-failures")
     assert result.status == "fail" and result.evidence[0]["error"] == "GET_CHANGES_ERROR"
     s.fault("s3-outage", "s3", 4.5, 6.0)

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from harness.checks.observations import S3Object
-from harness.history import FaultWindow
-from tests.harness.checks.script import Script, run
-from harness.checks.observations import ProcessEvent
 import gzip
 import json
+
+from harness.checks.observations import ProcessEvent, S3Object
+from harness.history import FaultWindow
+from tests.harness.checks.script import Script, run
 
 
 def _writes() -> tuple[Script, list[dict[str, object]]]:
@@ -80,7 +80,14 @@ def test_unacknowledged_write_is_not_owed() -> None:
 
 
 def _batch(sets: list[dict[str, object]], db: str = "db1") -> S3Object:
-    doc = {"batchId": "x", "databaseId": db, "timestamp": "t", "clientId": "c", "changes": sets, "metadata": {}}
+    doc = {
+        "batchId": "x",
+        "databaseId": db,
+        "timestamp": "t",
+        "clientId": "c",
+        "changes": sets,
+        "metadata": {},
+    }
     return S3Object(f"prefix/{db}/batches/2026-01-01T00-00-00-000Z_x.json", json.dumps(doc).encode())
 
 
@@ -92,7 +99,9 @@ def _snapshot_object(sets: list[dict[str, object]], db: str = "db1") -> S3Object
     ]
     chunks = [{"type": "column-versions", "schema": "main", "table": "t", "entries": entries}]
     doc = {"snapshotId": "s", "databaseId": db, "timestamp": "t", "chunks": chunks}
-    return S3Object(f"prefix/{db}/snapshots/2026-01-01T00-00-00-000Z_s.json", gzip.compress(json.dumps(doc).encode()))
+    return S3Object(
+        f"prefix/{db}/snapshots/2026-01-01T00-00-00-000Z_s.json", gzip.compress(json.dumps(doc).encode())
+    )
 
 
 def test_no_lost_write_also_looks_in_s3_when_owned() -> None:

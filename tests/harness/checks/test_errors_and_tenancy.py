@@ -15,10 +15,26 @@ def _bad_input(code: str, fatal: bool = False, close_after: float | None = None)
     s.obs.capabilities["invalid_payload"] = True
     s.at(0.0).connect("a")
     s.at(1.0)
-    value = {"intent": "bad_input", "request": "get_changes", "frame": {"type": "get_changes", "sinceHLC": "%%%"}}
+    value = {
+        "intent": "bad_input",
+        "request": "get_changes",
+        "frame": {"type": "get_changes", "sinceHLC": "%%%"},
+    }
     s.op("a", OpName.SEND_RAW, "ok", value=value, result=_error(code, fatal))
-    s.op("a", OpName.SEND_RAW, "ok", value={"intent": "not_json", "frame": {"raw": "{"}}, result=_error("MESSAGE_ERROR"))
-    s.op("a", OpName.SEND_RAW, "ok", value={"intent": "unknown_type", "frame": {"type": "x"}}, result=_error("UNKNOWN_MESSAGE"))
+    s.op(
+        "a",
+        OpName.SEND_RAW,
+        "ok",
+        value={"intent": "not_json", "frame": {"raw": "{"}},
+        result=_error("MESSAGE_ERROR"),
+    )
+    s.op(
+        "a",
+        OpName.SEND_RAW,
+        "ok",
+        value={"intent": "unknown_type", "frame": {"type": "x"}},
+        result=_error("UNKNOWN_MESSAGE"),
+    )
     if close_after is not None:
         s.at(1.0 + close_after).close("a", code=1011)
     return s
@@ -69,7 +85,14 @@ def test_no_error_at_all_is_unknown() -> None:
 def test_foreign_handshake_refused_passes() -> None:
     s = Script()
     s.connect("a", db="B", authorized_for=["A"], ok=False, error="AUTH_FAILED")
-    s.op("a", OpName.HTTP_GET_CHANGES, "fail", value={"databaseId": "B", "authorizedFor": ["A"]}, result={"status": 403}, error="NOT_AUTHORIZED")
+    s.op(
+        "a",
+        OpName.HTTP_GET_CHANGES,
+        "fail",
+        value={"databaseId": "B", "authorizedFor": ["A"]},
+        result={"status": 403},
+        error="NOT_AUTHORIZED",
+    )
     assert run(s, "tenant-isolation").status == "pass"
 
 
@@ -78,7 +101,11 @@ def test_foreign_handshake_accepted_and_data_received_fails() -> None:
     s.connect("a", db="B", authorized_for=["A"])
     s.at(1.0).recv("a", {"type": "changes", "changeSets": [s.change_set("owner")]})
     result = run(s, "tenant-isolation")
-    assert result.status == "fail" and result.detected_at == 1.0 and "carried its data" in result.evidence[0]["problem"]
+    assert (
+        result.status == "fail"
+        and result.detected_at == 1.0
+        and "carried its data" in result.evidence[0]["problem"]
+    )
 
 
 def test_foreign_http_read_answered_200_fails() -> None:

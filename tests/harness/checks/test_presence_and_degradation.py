@@ -6,7 +6,12 @@ from tests.harness.checks.script import WALL0, Script, run
 
 
 def _entry(s: Script, process: str, joined_t: float, seen_t: float) -> dict[str, Any]:
-    return {"siteId": s.site(process), "connectionId": f"{process}-c1", "joinedAt": int(WALL0 + joined_t * 1000), "lastSeen": int(WALL0 + seen_t * 1000)}
+    return {
+        "siteId": s.site(process),
+        "connectionId": f"{process}-c1",
+        "joinedAt": int(WALL0 + joined_t * 1000),
+        "lastSeen": int(WALL0 + seen_t * 1000),
+    }
 
 
 def _presence(s: Script, to: str, entries: list[dict[str, Any]]) -> None:

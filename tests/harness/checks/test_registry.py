@@ -36,3 +36,16 @@ def test_every_check_on_an_empty_run_says_unknown() -> None:
         result = run_check(name, History(), Observations())
         assert result.status == "unknown", (name, result.summary)
         assert result.bounds == CHECKS[name].defaults()
+
+
+def test_observations_serialise_for_the_journal() -> None:
+    import json
+
+    from harness.checks.observations import S3Object, Sample
+
+    obs = Observations(s3_owned=True, s3_objects=[S3Object("k", b"\x1f\x8bbinary")])
+    obs.add_metrics_text(1.0, '# HELP x\nx_total{a="b"} 3\nbad line\ny 2.5\n')
+    obs.status.append(Sample(0.5, {"ok": True}))
+    data = json.loads(json.dumps(obs.to_json()))
+    assert data["s3_objects"] == [{"key": "k", "size": 8}]
+    assert data["metrics"][0]["data"] == {'x_total{a="b"}': 3.0, "y": 2.5}

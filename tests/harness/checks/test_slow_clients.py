@@ -73,3 +73,29 @@ def test_no_stall_gives_unknown_latency() -> None:
     s = Script()
     s.connect("a")
     assert run(s, "fast-client-latency").status == "unknown"
+
+
+def test_stalled_session_abandoned_in_silence_fails() -> None:
+    s = Script()
+    s.obs.capabilities["notice"] = True
+    s.at(0.0).connect("slow").connect("other")
+    s.at(1.0).pause("slow")
+    s.at(4.0).resume("slow")
+    for t in range(5, 15):
+        s.at(float(t)).heartbeat("other")
+    s.at(15.0).close("slow", code=None, by_client=True)
+    result = run(s, "slow-client-notification", silence_s=5.0)
+    assert result.status == "fail" and "silent" in result.evidence[0]["problem"]
+    assert result.detected_at == 9.0
+
+
+def test_stalled_session_that_keeps_hearing_the_server_is_not_abandoned() -> None:
+    s = Script()
+    s.obs.capabilities["notice"] = True
+    s.at(0.0).connect("slow").connect("other")
+    s.at(1.0).pause("slow")
+    s.at(4.0).resume("slow")
+    for t in range(5, 15):
+        s.at(float(t)).heartbeat("other").heartbeat("slow")
+    s.at(15.0).close("slow", by_client=True)
+    assert run(s, "slow-client-notification", silence_s=5.0).status == "unknown"

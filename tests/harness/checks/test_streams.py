@@ -13,7 +13,13 @@ def _outcome(ended: str, problems: list[str] | None = None, **extra: Any) -> dic
 def test_complete_streams_pass() -> None:
     s = Script()
     s.op("a", OpName.SNAPSHOT, "ok", result=_outcome("complete"))
-    s.op("a", OpName.HTTP_SNAPSHOT, "fail", result=_outcome("error", code="SNAPSHOT_ERROR"), error="SNAPSHOT_ERROR")
+    s.op(
+        "a",
+        OpName.HTTP_SNAPSHOT,
+        "fail",
+        result=_outcome("error", code="SNAPSHOT_ERROR"),
+        error="SNAPSHOT_ERROR",
+    )
     assert run(s, "stream-completeness").status == "pass"
 
 
@@ -52,7 +58,13 @@ def test_resume_answered_by_an_error_fails_and_a_complete_resume_passes() -> Non
     good.op("a", OpName.RESUME_SNAPSHOT, "ok", result=_outcome("complete", resumed=True))
     assert run(good, "snapshot-resume").status == "pass"
     bad = Script()
-    bad.op("a", OpName.RESUME_SNAPSHOT, "fail", result=_outcome("error", code="UNKNOWN_MESSAGE"), error="UNKNOWN_MESSAGE")
+    bad.op(
+        "a",
+        OpName.RESUME_SNAPSHOT,
+        "fail",
+        result=_outcome("error", code="UNKNOWN_MESSAGE"),
+        error="UNKNOWN_MESSAGE",
+    )
     result = run(bad, "snapshot-resume")
     assert result.status == "fail" and "UNKNOWN_MESSAGE" in result.evidence[0]["problem"]
     assert run(Script(), "snapshot-resume").status == "unknown"
@@ -60,5 +72,10 @@ def test_resume_answered_by_an_error_fails_and_a_complete_resume_passes() -> Non
 
 def test_resume_whose_header_does_not_repeat_the_checkpoint_fails() -> None:
     s = Script()
-    s.op("a", OpName.RESUME_SNAPSHOT, "ok", result=_outcome("complete", ["resumed header snapshotId 'x' != checkpoint 'y'"]))
+    s.op(
+        "a",
+        OpName.RESUME_SNAPSHOT,
+        "ok",
+        result=_outcome("complete", ["resumed header snapshotId 'x' != checkpoint 'y'"]),
+    )
     assert run(s, "snapshot-resume").status == "fail"

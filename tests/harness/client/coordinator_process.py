@@ -67,7 +67,9 @@ def coordinator(tmp: Path, *args: str, ready_timeout_s: float = 20.0) -> Iterato
             time.sleep(0.05)
         if info is None:
             raise RuntimeError(f"coordinator did not start: {log_path.read_text(errors='replace')[-2000:]}")
-        yield RunningCoordinator(info["host"], int(info["port"]), info.get("basePath", "/sync"), process, log_path)
+        yield RunningCoordinator(
+            info["host"], int(info["port"]), info.get("basePath", "/sync"), process, log_path
+        )
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)

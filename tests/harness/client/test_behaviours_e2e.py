@@ -13,11 +13,13 @@ from harness.checks.capabilities import REFERENCE_COORDINATOR
 from harness.client.behaviours import (
     BadInput,
     Churner,
+    Intruder,
     Reader,
     SlowReader,
     Snapshotter,
     Subscriber,
     Writer,
+    catch_up_all,
     read_server_state,
 )
 from harness.client.http_api import HttpApi
@@ -29,7 +31,9 @@ from tests.harness.client.coordinator_process import RunningCoordinator, coordin
 ADMIN = "admin-secret"
 
 
-def _client(server: RunningCoordinator, history: History, name: str, seed: int, **config: object) -> SyncClient:
+def _client(
+    server: RunningCoordinator, history: History, name: str, seed: int, **config: object
+) -> SyncClient:
     return SyncClient(name, ClientConfig(server.ws_url, "shared", **config), history, random.Random(seed))  # type: ignore[arg-type]
 
 
@@ -53,16 +57,55 @@ async def test_mixed_clients_against_the_correct_coordinator_raise_no_alarm(tmp_
         try:
             await sample_target(api, history, obs, ADMIN)
             behaviours = [
-                Writer(client=_client(server, history, "writer-1", 1), rng=random.Random(11), count=15, interval_s=0.02, duration_s=20),
-                Writer(client=_client(server, history, "writer-2", 2), rng=random.Random(12), count=15, interval_s=0.02, http_share=0.3, duration_s=20),
-                Subscriber(client=_client(server, history, "subscriber", 3), rng=random.Random(13), listen_s=1.5, duration_s=20),
-                Reader(client=_client(server, history, "reader", 4), rng=random.Random(14), polls=5, interval_s=0.1, duration_s=20),
-                Snapshotter(client=_client(server, history, "snapshotter", 5), rng=random.Random(15), count=4, cut_share=0.5, duration_s=20),
-                Churner(client=_client(server, history, "churner", 6), rng=random.Random(16), cycles=8, duration_s=20),
+                Writer(
+                    client=_client(server, history, "writer-1", 1),
+                    rng=random.Random(11),
+                    count=15,
+                    interval_s=0.02,
+                    duration_s=20,
+                ),
+                Writer(
+                    client=_client(server, history, "writer-2", 2),
+                    rng=random.Random(12),
+                    count=15,
+                    interval_s=0.02,
+                    http_share=0.3,
+                    duration_s=20,
+                ),
+                Subscriber(
+                    client=_client(server, history, "subscriber", 3),
+                    rng=random.Random(13),
+                    listen_s=1.5,
+                    duration_s=20,
+                ),
+                Reader(
+                    client=_client(server, history, "reader", 4),
+                    rng=random.Random(14),
+                    polls=5,
+                    interval_s=0.1,
+                    duration_s=20,
+                ),
+                Snapshotter(
+                    client=_client(server, history, "snapshotter", 5),
+                    rng=random.Random(15),
+                    count=4,
+                    cut_share=1.0,
+                    duration_s=20,
+                ),
+                Churner(
+                    client=_client(server, history, "churner", 6),
+                    rng=random.Random(16),
+                    cycles=8,
+                    duration_s=20,
+                ),
                 BadInput(client=_client(server, history, "prober", 7), rng=random.Random(17), duration_s=20),
             ]
             reasons = await asyncio.gather(*(b.run() for b in behaviours))
             assert all(r == "done" for r in reasons), reasons
+            readers = [
+                b.client for b in behaviours if b.name in ("writer", "subscriber", "reader", "snapshotter")
+            ]
+            assert await catch_up_all(readers) == []
             verifier = _client(server, history, "verifier", 8)
             await read_server_state(verifier, "snapshot")
             await verifier.aclose()
@@ -89,14 +132,16 @@ async def test_mixed_clients_against_the_correct_coordinator_raise_no_alarm(tmp_
     }
     not_passed = {n: results[n].summary for n in must_pass if results[n].status != "pass"}
     assert not not_passed, not_passed
+    assert results["convergence"].summary == "5 replica comparisons agree"
 
 
 def _bounds(name: str) -> dict[str, object]:
-    return {
+    bounds: dict[str, dict[str, object]] = {
         "heartbeat-continuity": {"interval_s": 0.2, "factor": 5.0},
         "leaked-resources": {"settle_s": 0.3},
         "broadcast-delivery": {"delivery_bound_s": 2.0},
-    }.get(name, {})
+    }
+    return bounds.get(name, {})
 
 
 async def test_slow_reader_is_told_before_it_is_dropped_and_others_stay_fast(tmp_path: Path) -> None:
@@ -110,7 +155,9 @@ async def test_slow_reader_is_told_before_it_is_dropped_and_others_stay_fast(tmp
             drain_s=3.0,
             duration_s=15,
         )
-        fast = Subscriber(client=_client(server, history, "fast", 2), rng=random.Random(2), listen_s=3.0, duration_s=15)
+        fast = Subscriber(
+            client=_client(server, history, "fast", 2), rng=random.Random(2), listen_s=3.0, duration_s=15
+        )
         writer = Writer(
             client=_client(server, history, "writer", 3),
             rng=random.Random(3),
@@ -126,3 +173,60 @@ async def test_slow_reader_is_told_before_it_is_dropped_and_others_stay_fast(tmp
     assert notification.status == "pass", notification
     latency = run_check("fast-client-latency", history, obs, {"max_latency_s": 2.0})
     assert latency.status == "pass", latency
+
+
+async def test_intruder_is_refused_and_tenant_isolation_passes(tmp_path: Path) -> None:
+    history, obs = History(), Observations(capabilities=dict(REFERENCE_COORDINATOR))
+    with coordinator(tmp_path, "--token", "alice:mine", "--token", "bob:theirs") as server:
+        owner = SyncClient(
+            "owner", ClientConfig(server.ws_url, "theirs", token="bob"), history, random.Random(1)
+        )
+        await owner.connect()
+        await owner.apply([owner.builder().set("items", [1], "secret", "x").build()])
+        intruder = Intruder(
+            client=SyncClient(
+                "intruder",
+                ClientConfig(server.ws_url, "mine", token="alice", token_databases=("mine",)),
+                history,
+                random.Random(2),
+            ),
+            rng=random.Random(3),
+            foreign_database="theirs",
+            attempts=1,
+            duration_s=10,
+        )
+        assert await intruder.run() == "done"
+        await owner.aclose()
+        await intruder.client.aclose()
+    result = run_check("tenant-isolation", history, obs)
+    assert result.status == "pass" and "4 cross-tenant requests refused" in result.summary, result
+
+
+async def test_sigterm_tells_every_session_and_exits_cleanly(tmp_path: Path) -> None:
+    import signal
+
+    from harness.checks.observations import LogLine, ProcessEvent
+
+    history, obs = History(), Observations(capabilities=dict(REFERENCE_COORDINATOR))
+    with coordinator(tmp_path) as server:
+        clients = [_client(server, history, f"c{i}", i) for i in range(3)]
+        for client in clients:
+            await client.connect()
+        obs.process.append(ProcessEvent(history.now(), "sigterm"))
+        server.process.send_signal(signal.SIGTERM)
+        for client in clients:
+            closed = await client.wait_for_message(
+                lambda p: p.get("code") == "SERVER_SHUTDOWN", timeout_s=10.0
+            )
+            assert closed is not None
+        code = await asyncio.to_thread(server.process.wait, 15)
+        exited_at = history.now()
+        obs.process.append(ProcessEvent(exited_at, "exit", exit_code=code))
+        for client in clients:
+            await client.aclose()
+        # Lines read after the exit: stamped with it, so those of the shutdown are judged.
+        obs.logs += [LogLine(exited_at, line) for line in server.log().splitlines()]
+    notified = run_check("shutdown-notification", history, obs)
+    assert notified.status == "pass" and "3 sessions" in notified.summary, notified
+    clean = run_check("clean-shutdown", history, obs, {"deadline_s": 15.0})
+    assert clean.status == "pass", clean

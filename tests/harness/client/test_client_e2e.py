@@ -13,11 +13,15 @@ from harness.history import History
 from tests.harness.client.coordinator_process import coordinator
 
 
-async def test_a_write_reaches_the_other_client_as_a_push(make_client: Callable[..., SyncClient], history: History) -> None:
+async def test_a_write_reaches_the_other_client_as_a_push(
+    make_client: Callable[..., SyncClient], history: History
+) -> None:
     writer, listener = make_client("writer"), make_client("listener")
     await writer.connect()
     await listener.connect()
-    change_set = writer.builder().set("items", [1], "name", "a").set("items", [1], "blob", b"\x00\xff").build()
+    change_set = (
+        writer.builder().set("items", [1], "name", "a").set("items", [1], "blob", b"\x00\xff").build()
+    )
     result = await writer.apply([change_set])
     assert result["applied"] == 2
     push = await listener.wait_for_message(lambda p: p.get("type") == "push_changes", timeout_s=5.0)
@@ -25,11 +29,18 @@ async def test_a_write_reaches_the_other_client_as_a_push(make_client: Callable[
     assert push["changeSets"][0]["transactionId"] == change_set.transaction_id
     assert listener.replica.visible() == writer.replica.visible()
     kinds = [(op.f, op.type) for op in history.ops if op.process == "writer"]
-    assert kinds == [(OpName.HANDSHAKE, "invoke"), (OpName.HANDSHAKE, "ok"), (OpName.APPLY, "invoke"), (OpName.APPLY, "ok")]
+    assert kinds == [
+        (OpName.HANDSHAKE, "invoke"),
+        (OpName.HANDSHAKE, "ok"),
+        (OpName.APPLY, "invoke"),
+        (OpName.APPLY, "ok"),
+    ]
     assert any(e.kind == EventKind.SESSION and e.process == "listener" for e in history.events)
 
 
-async def test_get_changes_pages_until_empty_at_transaction_boundaries(tmp_path: Path, history: History) -> None:
+async def test_get_changes_pages_until_empty_at_transaction_boundaries(
+    tmp_path: Path, history: History
+) -> None:
     import random
 
     from harness.client.sync_client import ClientConfig
@@ -58,7 +69,9 @@ async def test_get_changes_pages_until_empty_at_transaction_boundaries(tmp_path:
     assert reader.replica.visible() == writer.replica.visible()
 
 
-async def test_ws_and_http_snapshots_complete_and_a_cut_snapshot_resumes(make_client: Callable[..., SyncClient]) -> None:
+async def test_ws_and_http_snapshots_complete_and_a_cut_snapshot_resumes(
+    make_client: Callable[..., SyncClient],
+) -> None:
     writer, snap = make_client("writer"), make_client("snap")
     await writer.connect()
     for i in range(5):
@@ -68,7 +81,11 @@ async def test_ws_and_http_snapshots_complete_and_a_cut_snapshot_resumes(make_cl
     ws = await snap.snapshot()
     assert ws["ended"] == "complete" and ws["problems"] == [] and ws["tombstones"] == 1
     http = await snap.http_snapshot()
-    assert http["ended"] == "complete" and http["problems"] == [] and http["footer"]["totalEntries"] == ws["entries"]
+    assert (
+        http["ended"] == "complete"
+        and http["problems"] == []
+        and http["footer"]["totalEntries"] == ws["entries"]
+    )
     cut = await snap.snapshot(cut_after_chunks=2)
     assert cut["ended"] == "cut" and cut["checkpoint"]["snapshotId"] == cut["snapshotId"]
     await snap.connect()
@@ -77,7 +94,9 @@ async def test_ws_and_http_snapshots_complete_and_a_cut_snapshot_resumes(make_cl
     assert snap.replica.visible() == writer.replica.visible()
 
 
-async def test_bad_input_gets_an_error_and_the_session_survives(make_client: Callable[..., SyncClient]) -> None:
+async def test_bad_input_gets_an_error_and_the_session_survives(
+    make_client: Callable[..., SyncClient],
+) -> None:
     client = make_client("prober")
     await client.connect()
     answer = await client.send_raw({"type": "get_changes", "sinceHLC": "%%%"}, "bad_input", "get_changes")
@@ -88,7 +107,9 @@ async def test_bad_input_gets_an_error_and_the_session_survives(make_client: Cal
     assert client.connected
 
 
-async def test_bad_token_is_refused_and_recorded_as_a_failed_handshake(tmp_path: Path, history: History) -> None:
+async def test_bad_token_is_refused_and_recorded_as_a_failed_handshake(
+    tmp_path: Path, history: History
+) -> None:
     import random
 
     from harness.client.sync_client import ClientConfig
@@ -108,7 +129,9 @@ async def test_bad_token_is_refused_and_recorded_as_a_failed_handshake(tmp_path:
     assert all("bad" not in str(m.payload.get("token", "")) for m in history.messages)
 
 
-async def test_heartbeats_and_presence_arrive_in_the_background(make_client: Callable[..., SyncClient]) -> None:
+async def test_heartbeats_and_presence_arrive_in_the_background(
+    make_client: Callable[..., SyncClient],
+) -> None:
     a, b = make_client("a"), make_client("b")
     await a.connect()
     await b.connect()
@@ -120,9 +143,11 @@ async def test_heartbeats_and_presence_arrive_in_the_background(make_client: Cal
     assert both is not None
     await b.close()
     alone = await a.wait_for_message(
-        lambda p: p.get("type") == "presence"
-        and [s["connectionId"] for s in p.get("sessions") or []] == [a.handshake_ack["connectionId"]]  # type: ignore[index]
-        and p is not both,
+        lambda p: (
+            p.get("type") == "presence"
+            and [s["connectionId"] for s in p.get("sessions") or []] == [a.handshake_ack["connectionId"]]  # type: ignore[index]
+            and p is not both
+        ),
         timeout_s=5.0,
     )
     assert alone is not None
@@ -138,7 +163,9 @@ async def test_reconnect_backs_off_and_gives_up_when_nothing_listens(history: Hi
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    config = ClientConfig(f"ws://127.0.0.1:{port}/sync/ws", "db1", backoff=Backoff(base_s=0.01, max_attempts=4))
+    config = ClientConfig(
+        f"ws://127.0.0.1:{port}/sync/ws", "db1", backoff=Backoff(base_s=0.01, max_attempts=4)
+    )
     client = SyncClient("lonely", config, history, random.Random(5))
     with pytest.raises(ConnectionLost):
         await client.connect_with_retry()

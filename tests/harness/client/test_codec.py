@@ -177,7 +177,9 @@ def _clock(site: bytes, start: int = 1_700_000_000_000) -> HlcClock:
 
 
 @given(st.lists(st.tuples(st.text(min_size=1, max_size=5), sql_values), min_size=1, max_size=8), site_ids)
-def test_change_set_builder_output_parses_back_identically(cells: list[tuple[str, object]], site: bytes) -> None:
+def test_change_set_builder_output_parses_back_identically(
+    cells: list[tuple[str, object]], site: bytes
+) -> None:
     builder = ChangeSetBuilder(_clock(site))
     for i, (column, value) in enumerate(cells):
         builder.set("t", [i, f"k{i}"], column, value)  # type: ignore[arg-type]
@@ -215,5 +217,7 @@ def test_change_set_parser_rejects_protocol_violations() -> None:
 
 
 def test_migration_round_trips() -> None:
-    migration = Migration("create", "main", "t", "CREATE TABLE t (id)", HLC(5, 1, bytes(16), 2), 3, from_table="old")
+    migration = Migration(
+        "create", "main", "t", "CREATE TABLE t (id)", HLC(5, 1, bytes(16), 2), 3, from_table="old"
+    )
     assert Migration.from_wire(migration.to_wire()) == migration

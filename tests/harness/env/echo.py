@@ -85,7 +85,9 @@ async def read_all(reader: asyncio.StreamReader, timeout_s: float = 30.0) -> byt
     """Everything until EOF (with a deadline)."""
     chunks = []
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    for _ in range(100_000):
+        if time.monotonic() >= deadline:
+            break
         chunk = await asyncio.wait_for(reader.read(65536), deadline - time.monotonic())
         if not chunk:
             break
@@ -95,7 +97,10 @@ async def read_all(reader: asyncio.StreamReader, timeout_s: float = 30.0) -> byt
 
 async def poll_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
     deadline = time.monotonic() + timeout_s
-    while not condition():
+    for _ in range(int(timeout_s / 0.02) + 2):
+        if condition():
+            return
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s}s")
+            break
         await asyncio.sleep(0.02)
+    raise AssertionError(f"condition not met within {timeout_s}s")

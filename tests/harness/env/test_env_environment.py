@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ import pytest
 
 from harness.env.coordinator_process import CoordinatorError, CoordinatorOptions, CoordinatorProcess
 from harness.env.environment import Environment, EnvironmentConfig, EnvironmentSetupError
+from harness.env.ports import PortInUse
+from harness.env.toxiproxy_binary import ToxiproxyUnavailable
 from harness.history import History
 from harness.seed import Seeds
 from tests.harness.env.echo import poll_until
@@ -63,7 +66,9 @@ async def test_bundled_environment_serves_through_the_proxy_and_reaches_s3_throu
         await asyncio.to_thread(
             s3_via_proxy.put_object, Bucket="sync-harness", Key="db1/batches/x", Body=b"1"
         )
-        assert env.s3_layer.counts() == {"PutObject": {"forwarded": 1}}
+        assert [(r.operation, r.outcome) for r in env.s3_layer.requests if r.key == "db1/batches/x"] == [
+            ("PutObject", "forwarded")
+        ]
         assert env.s3_direct_url is not None
         listed = await asyncio.to_thread(
             boto3_client(env.s3_direct_url).list_objects_v2, Bucket="sync-harness"
@@ -85,6 +90,16 @@ async def test_restart_keeps_the_port_and_the_data_dir() -> None:
         assert env.coordinator.port == port and env.coordinator.data_dir == data_dir
         assert env.coordinator.process.last_returncode == 0  # SIGTERM: graceful
         assert await get_values(env.client_urls().http, "db1") == ["kept"]
+        events = env.coordinator.events
+        assert [e.kind for e in events] == ["start", "restart", "sigterm", "exit", "start"]
+        assert events[3].exit_code == 0 and events[3].by_harness
+        assert 0.0 <= events[0].time <= env.history.now()
+        lines = env.coordinator.log_lines()
+        listening = [r for r in lines if '"listening"' in r.text]
+        assert len(listening) == 2  # one per start
+        # JSON lines are timed by their own timestamps, on the run's clock (ms precision)
+        assert events[0].time - 0.5 <= listening[0].time <= events[2].time + 0.5
+        assert events[4].time - 0.5 <= listening[1].time <= env.history.now() + 0.5
 
 
 async def test_sigstop_stops_heartbeats_and_sigcont_resumes_them() -> None:
@@ -176,3 +191,25 @@ async def test_cancellation_tears_the_environment_down() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_a_missing_toxiproxy_binary_fails_the_environment_clearly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TOXIPROXY_SERVER", "/nonexistent")
+    with pytest.raises(ToxiproxyUnavailable, match="TOXIPROXY_SERVER=/nonexistent is not an executable file"):
+        async with Environment(EnvironmentConfig(with_s3=False)):
+            pass
+
+
+async def test_a_taken_port_on_restart_is_a_clear_error() -> None:
+    async with Environment(EnvironmentConfig(with_s3=False)) as env:
+        assert env.coordinator is not None
+        await env.coordinator.process.kill()
+        with socket.socket() as squatter:
+            squatter.bind(("127.0.0.1", env.coordinator.port))
+            squatter.listen(1)
+            with pytest.raises(
+                PortInUse, match=f"127.0.0.1:{env.coordinator.port} wanted for the coordinator"
+            ):
+                await env.coordinator.start_again()

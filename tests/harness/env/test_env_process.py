@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from harness.env import resources
 from harness.env.ports import free_port
 from harness.env.process import ManagedProcess, ProcessError, ProcessSpec
 from harness.env.readiness import PortFile
+from tests.harness.env.echo import poll_until
 
 TICKER = str(Path(__file__).with_name("ticker.py"))
 
@@ -36,13 +39,9 @@ def ticks(process: ManagedProcess) -> int:
     return process.stdout_path.read_text().count("tick ")
 
 
-async def poll(condition: object, timeout_s: float = 10.0) -> None:
+async def poll(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
     """Wait until `condition()` is true, polling, with a deadline."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s}s")
-        await asyncio.sleep(0.02)
+    await poll_until(condition, timeout_s)
 
 
 def proc_state(pid: int) -> str:
@@ -116,15 +115,15 @@ async def test_terminate_reports_the_exit_code(tmp_path: Path) -> None:
     async with ManagedProcess(ticker_spec(tmp_path)) as process:
         assert await process.terminate() == 0
         with pytest.raises(ProcessError, match="not running"):
-            process.send_signal(__import__("signal").SIGTERM)
+            process.send_signal(signal.SIGTERM)
 
 
 async def test_grandchildren_die_with_the_group(tmp_path: Path) -> None:
     async with ManagedProcess(ticker_spec(tmp_path, "--spawn-child")) as process:
         pgid = process.pid
         assert pgid is not None
-        await poll(lambda: len(resources._processes_in_groups({pgid})) >= 2)
-    assert resources._processes_in_groups({pgid}) == []
+        await poll(lambda: len(resources.processes_in_groups({pgid})) >= 2)
+    assert resources.processes_in_groups({pgid}) == []
 
 
 async def test_a_child_that_dies_while_starting_fails_at_once_with_its_stderr(tmp_path: Path) -> None:
@@ -174,3 +173,29 @@ async def test_leftovers_sees_a_process_that_outlives_its_supervisor(tmp_path: P
     assert any("ticker" in line or "python" in line for line in resources.leftovers())
     await process.stop()
     assert resources.leftovers() == []
+
+
+def kinds(process: ManagedProcess) -> list[str]:
+    return [e.kind for e in process.events]
+
+
+async def test_lifecycle_events_record_what_the_harness_did(tmp_path: Path) -> None:
+    async with ManagedProcess(ticker_spec(tmp_path)) as process:
+        await process.pause()
+        await process.resume()
+        await process.kill()
+        await process.start()
+    assert kinds(process) == ["start", "sigstop", "sigcont", "sigkill", "exit", "start", "sigterm", "exit"]
+    exits = [e for e in process.events if e.kind == "exit"]
+    assert [(e.exit_code, e.by_harness) for e in exits] == [(-9, True), (0, True)]
+    times = [e.time for e in process.events]
+    assert times == sorted(times)
+
+
+async def test_a_crash_is_an_exit_nobody_asked_for(tmp_path: Path) -> None:
+    async with ManagedProcess(ticker_spec(tmp_path, "--crash-after-ticks", "3")) as process:
+        await poll(lambda: not process.running)
+        await poll(lambda: "exit" in kinds(process))
+        [exit_event] = [e for e in process.events if e.kind == "exit"]
+        assert (exit_event.exit_code, exit_event.by_harness) == (7, False)
+        assert "crashing on purpose" in process.stderr_tail()

@@ -1,6 +1,7 @@
 """A tiny child process for supervisor tests: listens on TCP, writes a port file, ticks.
 
 Usage: python ticker.py PORT_FILE [--port N] [--ignore-term] [--spawn-child] [--exit-now CODE]
+       [--no-port-file] [--crash-after-ticks N]
 Every 50 ms it prints "tick N" to stdout; each TCP connection gets "pong\\n" and is closed.
 """
 
@@ -25,6 +26,7 @@ def main() -> int:
     parser.add_argument("--spawn-child", action="store_true")
     parser.add_argument("--exit-now", type=int, default=None)
     parser.add_argument("--no-port-file", action="store_true")
+    parser.add_argument("--crash-after-ticks", type=int, default=None)
     args = parser.parse_args()
     if args.exit_now is not None:
         print("exiting at once as asked", file=sys.stderr)
@@ -47,13 +49,16 @@ def main() -> int:
         os.replace(tmp, args.port_file)
 
     def serve() -> None:
-        while True:
+        for _ in range(100_000):
             conn, _ = server.accept()
             conn.sendall(b"pong\n")
             conn.close()
 
     threading.Thread(target=serve, daemon=True).start()
     for n in range(100_000):
+        if args.crash_after_ticks is not None and n >= args.crash_after_ticks:
+            print("crashing on purpose", file=sys.stderr, flush=True)
+            os._exit(7)
         print(f"tick {n}", flush=True)
         time.sleep(0.05)
     return 0

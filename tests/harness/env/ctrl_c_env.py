@@ -1,0 +1,29 @@
+"""Brings up an environment, prints what it started, and waits: the Ctrl-C test interrupts it.
+
+Prints one JSON line {"pids": [...], "dirs": [...], "ports": [...]} once everything is up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from harness.env.environment import Environment, EnvironmentConfig
+
+
+async def main() -> None:
+    async with Environment(EnvironmentConfig()) as env:
+        assert env.coordinator is not None and env.toxiproxy is not None and env.moto is not None
+        pids = [env.coordinator.process.pid, env.toxiproxy.process.pid, env.moto.process.pid]
+        ports = [env.coordinator.port, env.toxiproxy.port, env.moto.port]
+        ports += [p.port for p in env.proxies.values()]
+        dirs = [str(env.run_dir), str(env.data_dir)]
+        print(json.dumps({"pids": pids, "dirs": dirs, "ports": ports}), flush=True)
+        await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None

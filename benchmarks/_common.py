@@ -134,6 +134,16 @@ def gc_pause_ms_within(gc_info: dict[str, Any] | None, start_ns: int, end_ns: in
     return round(total / 1e6, 2)
 
 
+def slow_apply_ms_within(gc_info: dict[str, Any] | None, start_ns: int, end_ns: int) -> float:
+    """Milliseconds of store applies over 10 ms that overlap [start_ns, end_ns]."""
+    if not gc_info:
+        return 0.0
+    total = 0
+    for begin, took in gc_info.get("storeApply", {}).get("over10Ms", []):
+        total += max(0, min(end_ns, begin + took) - max(start_ns, begin))
+    return round(total / 1e6, 2)
+
+
 def _read_json(path: Path, remove: bool = False) -> dict[str, Any] | None:
     """The JSON in `path` if it is there and complete (None otherwise); `remove` deletes it."""
     if remove:
@@ -156,11 +166,13 @@ class Coordinator:
         keep_logs: Path | None = None,
         profile_out: Path | None = None,
         gc_only: bool = False,
+        gc_freeze: bool = False,
     ) -> None:
         self.extra_args = list(extra_args)
         self.keep_logs = keep_logs
         self.profile_out = profile_out
         self.gc_only = gc_only
+        self.gc_freeze = gc_freeze
         self.tmp = Path(tempfile.mkdtemp(prefix="bench-coordinator-"))
         self.proc: asyncio.subprocess.Process | None = None
         self.port = 0
@@ -182,6 +194,7 @@ class Coordinator:
         if self.profile_out is not None:  # SIGUSR1 starts cProfile, SIGUSR2 stops it and dumps
             command = [sys.executable, "-m", "benchmarks.profile_coordinator", "--out", str(self.profile_out)]
             command += ["--gc-only"] if self.gc_only else []
+            command += ["--gc-freeze"] if self.gc_freeze else []
         command += ["serve", "--host", HOST, "--port", "0", "--data-dir", str(self.tmp / "data")]
         command += ["--port-file", str(port_file), "--log-level", "warning", *self.extra_args]
         self.log_path = self.tmp / "coordinator.log"

@@ -202,6 +202,7 @@ async def drive(args: argparse.Namespace) -> int:
         ],
         profile_out=args.profile,
         gc_only=args.gc_only,
+        gc_freeze=args.gc_freeze,
     )
     workers: list[Worker] = []
     result: dict[str, Any] = {
@@ -270,7 +271,12 @@ async def drive(args: argparse.Namespace) -> int:
             samples.append(proc_rss_kib(pid))
         gc_info = await coordinator.profiler_off()
         if args.profile is not None:
-            result["profile"] = {"file": str(args.profile), "phase": "hold", "gcOnly": args.gc_only}
+            result["profile"] = {
+                "file": str(args.profile),
+                "phase": "hold",
+                "gcOnly": args.gc_only,
+                "gcFreezeExperiment": args.gc_freeze,
+            }
         hold_cpu = hold.stop()
         stats = await ask_all(workers, {"cmd": "stop"}, 60)
         rss["endOfHold"] = proc_rss_kib(pid)
@@ -295,7 +301,10 @@ async def drive(args: argparse.Namespace) -> int:
                     {
                         "serverGapMs": ts1 - ts0,
                         "previousRoundWriteMs": round((span0[1] - span0[0]) / 1e6, 1),
-                        "gcPauseMsBetween": gc_pause_ms_within(gc_info, span0[0], span1[0]),
+                        # a pause delays the round it hits and the next one: look back one interval
+                        "gcPauseMsBetween": gc_pause_ms_within(
+                            gc_info, span0[0] - int(interval_ms * 1.5e6), span1[0]
+                        ),
                     }
                 )
         client_cpu = sum(s["cpuS"] for s in stats)
@@ -393,6 +402,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--gc-only", action="store_true", help="with --profile: record only GC pauses (no cProfile slowdown)"
+    )
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="with --profile, an experiment: gc.freeze() in the coordinator when the profiled phase starts",
     )
     # worker mode (internal)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

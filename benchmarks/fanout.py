@@ -44,6 +44,7 @@ from benchmarks._common import (
     reply,
     run_async,
     serve_commands,
+    slow_apply_ms_within,
     split,
     stop_all,
 )
@@ -314,6 +315,7 @@ async def phase(
     slow = [(seq, sp) for seq, sp in sorted(spans.items()) if sp[2] > 50_000_000]
     with_heartbeat = sum(1 for _, sp in slow if any(sp[0] - 5e6 <= h <= sp[0] + sp[2] for h in heartbeats))
     with_gc = sum(1 for _, sp in slow if gc_pause_ms_within(gc_info, sp[0], sp[0] + sp[2]) > 0)
+    with_slow_apply = sum(1 for _, sp in slow if slow_apply_ms_within(gc_info, sp[0], sp[0] + sp[2]) > 0)
     last_ns = max((s["lastNs"] for s in stats if s["lastNs"]), default=written["lastAckNs"])
     span_s = (max(last_ns, written["lastAckNs"]) - written["firstSendNs"]) / 1e9
     expected = written["applies"] * subscribers
@@ -336,12 +338,14 @@ async def phase(
             "appliesOver50Ms": len(slow),
             "ofThemOverlappingAHeartbeatRound": with_heartbeat,
             "ofThemOverlappingAGcPause": with_gc if gc_info else None,
+            "ofThemOverlappingAStoreApplyOver10Ms": with_slow_apply if gc_info else None,
             "slowest": [
                 {
                     "seq": seq,
                     "firstMs": round(sp[1] / 1e6, 2),
                     "lastMs": round(sp[2] / 1e6, 2),
                     "gcPauseMsWithin": gc_pause_ms_within(gc_info, sp[0], sp[0] + sp[2]),
+                    "slowStoreApplyMsWithin": slow_apply_ms_within(gc_info, sp[0], sp[0] + sp[2]),
                 }
                 for seq, sp in sorted(slow, key=lambda x: -x[1][2])[:5]
             ],
@@ -373,7 +377,18 @@ async def phase(
         },
         "loadBefore": load_before,
         "loadAfter": load_info(),
-        "coordinatorGc": None if gc_info is None else {k: v for k, v in gc_info.items() if k != "pauses"},
+        "coordinatorGc": None
+        if gc_info is None
+        else {
+            **{k: v for k, v in gc_info.items() if k not in ("pauses", "storeApply")},
+            "gen1Or2PausesOver20Ms": [
+                [g, round(t / 1e6, 1)] for g, _, t, _ in gc_info.get("pauses", []) if t > 20_000_000
+            ],
+            "storeApply": {
+                **gc_info.get("storeApply", {}),
+                "over10Ms": [round(t / 1e6, 1) for _, t in gc_info.get("storeApply", {}).get("over10Ms", [])],
+            },
+        },
         "subscribersOpen": sum(s["open"] for s in stats),
         "seqGaps": sum(s["seqGaps"] for s in stats),
         "closeCodes": sorted({c for s in stats for c in s["closeCodes"]}),
@@ -394,6 +409,7 @@ async def drive(args: argparse.Namespace) -> int:
         ],
         profile_out=args.profile,
         gc_only=args.gc_only,
+        gc_freeze=args.gc_freeze,
     )
     workers: list[Worker] = []
     writer_ws: RawWebSocket | None = None
@@ -465,7 +481,7 @@ async def drive(args: argparse.Namespace) -> int:
             n_connected,
             args.duration_s,
             None,
-            profile=args.profile is not None and args.profile_phase == "closed",
+            profile=args.profile is not None and args.profile_phase in ("closed", "both"),
         )
         result["fixedRate"] = await phase(
             "fixed-rate",
@@ -475,10 +491,15 @@ async def drive(args: argparse.Namespace) -> int:
             n_connected,
             args.duration_s,
             args.rate / n_connected,
-            profile=args.profile is not None and args.profile_phase == "fixed",
+            profile=args.profile is not None and args.profile_phase in ("fixed", "both"),
         )
         if args.profile is not None:
-            result["profile"] = {"file": str(args.profile), "phase": args.profile_phase}
+            result["profile"] = {
+                "file": str(args.profile),
+                "phase": args.profile_phase,
+                "gcOnly": args.gc_only,
+                "gcFreezeExperiment": args.gc_freeze,
+            }
         closed, fixed = result["closedLoop"], result["fixedRate"]
         result["summary"] = {
             "deliveriesPerS": closed["deliveriesPerS"],
@@ -542,9 +563,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--profile", type=Path, help="run the coordinator under cProfile for one phase; pstats file"
     )
-    parser.add_argument("--profile-phase", choices=("closed", "fixed"), default="closed")
+    parser.add_argument(
+        "--profile-phase",
+        choices=("closed", "fixed", "both"),
+        default="closed",
+        help="phase(s) to profile (with both, the pstats file holds the last one)",
+    )
     parser.add_argument(
         "--gc-only", action="store_true", help="with --profile: record only GC pauses (no cProfile slowdown)"
+    )
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="with --profile, an experiment: gc.freeze() in the coordinator when the profiled phase starts",
     )
     # worker mode (internal)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

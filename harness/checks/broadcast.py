@@ -62,6 +62,10 @@ def broadcast_delivery(history: History, obs: Observations, params: dict[str, An
     return passed(name, f"{judged} pushes delivered within {bound}s", params)
 
 
+# An HTTP write's answer does not queue behind the session's pushes: allow it to come early.
+HTTP_SLACK_S = 1.0
+
+
 @register(
     "ordered-seq",
     "broadcast",
@@ -69,8 +73,8 @@ def broadcast_delivery(history: History, obs: Observations, params: dict[str, An
 )
 def ordered_seq(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
     name = "ordered-seq"
-    if missing := cap.missing(history, obs, cap.SEQ):
-        return unsupported(name, params, missing)
+    if lacking := cap.missing(history, obs, cap.SEQ):
+        return unsupported(name, params, lacking)
     writes = applies(history)
     judged = 0
     violations: list[dict[str, Any]] = []
@@ -92,17 +96,29 @@ def ordered_seq(history: History, obs: Observations, params: dict[str, Any]) -> 
             skipped = b - a - 1
             if skipped == 0:
                 continue
-            # Own writes are not pushed back to their site: each may account for one number.
-            own_between = sum(
-                1
-                for w in own
-                if w.invoked.time < after.time
-                and (w.ack_time is None or w.ack_time > before.time)
-                and (w.applied > 0 or not w.acknowledged)
-            )
-            if skipped > own_between:
+            # Own writes are not pushed back to their site, so their numbers are missing here:
+            # exactly known when the apply_result carries its seq ([ext]), else counted.
+            missing = set(range(a + 1, b))
+            unexplained = 0
+            for w in own:
+                if not (
+                    w.invoked.time < after.time
+                    and (w.ack_time is None or w.ack_time > before.time - HTTP_SLACK_S)
+                ):
+                    continue
+                own_seq = (w.result or {}).get("seq")
+                if isinstance(own_seq, int) and not isinstance(own_seq, bool):
+                    missing.discard(own_seq)
+                elif w.applied > 0 or not w.acknowledged:
+                    unexplained += 1
+            if len(missing) > unexplained:
                 violations.append(
-                    where | {"problem": f"seq jumped {a} -> {b}", "own_writes_between": own_between}
+                    where
+                    | {
+                        "problem": f"seq jumped {a} -> {b}",
+                        "unexplained_numbers": sorted(missing)[:20],
+                        "own_writes_without_seq": unexplained,
+                    }
                 )
     if violations:
         return failed(name, f"{len(violations)} seq gaps or repeats", params, violations)

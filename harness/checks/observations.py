@@ -78,6 +78,7 @@ class Observations:
     ready: list[Sample] = field(default_factory=list)
     s3_owned: bool = False
     s3_objects: list[S3Object] | None = None  # final listing with contents, when owned
+    s3_listed_at: float | None = None  # run time of that listing (None: the end of the run)
     s3_requests: list[S3Request] = field(default_factory=list)
     process: list[ProcessEvent] = field(default_factory=list)
     logs: list[LogLine] = field(default_factory=list)

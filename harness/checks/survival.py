@@ -11,7 +11,7 @@ from harness.checks.result import CheckResult
 from harness.checks.verdict import failed, passed, unknown
 from harness.checks.views import disturbed
 from harness.client.recorder import OpName
-from harness.history import History
+from harness.history import History, Op
 
 SERVER_FAULT_CODES = {
     "GET_CHANGES_ERROR",
@@ -28,6 +28,15 @@ WORK_OPS = (
     OpName.HTTP_GET_CHANGES,
     OpName.PING,
 )
+
+
+def _served(completed: Op) -> bool:
+    """The server answered sensibly: ok, or a refusal of the client's request (bad token,
+    bad input, rate limit), as opposed to no answer or a server-side failure."""
+    if completed.type == "ok":
+        return True
+    code = completed.error or ""
+    return completed.type == "fail" and code.isupper() and code not in SERVER_FAULT_CODES
 
 
 @register(
@@ -67,7 +76,7 @@ def survival(history: History, obs: Observations, params: dict[str, Any]) -> Che
             continue
         judged_windows += 1
         first_attempts = after[: max(1, len({i.process for i, _ in after}))]
-        if not any(c is not None and c.type == "ok" for _, c in first_attempts):
+        if not any(c is not None and _served(c) for _, c in first_attempts):
             violations.append(
                 {
                     "time": first_attempts[-1][1].time if first_attempts[-1][1] else window.end,

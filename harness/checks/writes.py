@@ -19,6 +19,33 @@ from harness.client.replica import Replica
 from harness.history import History
 
 
+def owed_to_s3(history: History, obs: Observations, flush_bound_s: float) -> list[Apply]:
+    """The acknowledged writes the S3 listing must hold: after a graceful shutdown that came
+    before the listing, every one acknowledged before it; otherwise those whose flush bound
+    has passed at the listing, counted from the end of any S3 outage that held them back."""
+    listed_at = obs.s3_listed_at if obs.s3_listed_at is not None else history.now()
+    stops = [t for t in graceful_stops(history, obs) if t <= listed_at]
+    outages = backend_windows(history)
+    owed = []
+    for write in applies(history):
+        if not write.acknowledged or write.ack_time is None:
+            continue
+        if stops and write.ack_time <= max(stops):
+            owed.append(write)
+            continue
+        held_until = max(
+            [write.ack_time]
+            + [
+                w.end if w.end is not None else float("inf")
+                for w in outages
+                if w.start <= write.ack_time + flush_bound_s
+            ]
+        )
+        if held_until + flush_bound_s <= listed_at:
+            owed.append(write)
+    return owed
+
+
 def _missing(write: Apply, replica: Replica) -> list[dict[str, Any]]:
     out = []
     for change_set in write.change_sets:
@@ -42,6 +69,7 @@ def _missing(write: Apply, replica: Replica) -> list[dict[str, Any]]:
     check_s3=Param(
         True, "also look for each acknowledged change in the object store when the harness owns it"
     ),
+    flush_bound_s=Param(10.0, "S3 may lag an acknowledgement (or an outage's end) by this much"),
 )
 def no_lost_write(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
     name = "no-lost-write"
@@ -50,8 +78,10 @@ def no_lost_write(history: History, obs: Observations, params: dict[str, Any]) -
         return unknown(name, "no write was acknowledged", params)
     servers = {r.database_id: r for r in recorded_replicas(history) if r.is_server}
     s3: dict[str, Replica] = {}
+    owed: set[int] = set()
     if params["check_s3"] and obs.s3_owned and obs.s3_objects is not None:
         s3, _ = replicas_from_objects(obs.s3_objects)
+        owed = {w.invoked.op_id for w in owed_to_s3(history, obs, float(params["flush_bound_s"]))}
     judged = 0
     violations: list[dict[str, Any]] = []
     for write in writes:
@@ -59,7 +89,7 @@ def no_lost_write(history: History, obs: Observations, params: dict[str, Any]) -
         if final is not None and final.event.time >= (write.ack_time or 0.0):
             judged += 1
             violations += [v | {"where": "server state"} for v in _missing(write, final.replica)]
-        if s3:
+        if s3 and write.invoked.op_id in owed:
             judged += 1
             violations += [
                 v | {"where": "s3"} for v in _missing(write, s3.get(str(write.database_id), Replica()))
@@ -76,21 +106,16 @@ def no_lost_write(history: History, obs: Observations, params: dict[str, Any]) -
     "writes",
     "acknowledged changes reach S3: all of them after a graceful shutdown or once an S3 outage is over",
     flush_bound_s=Param(
-        10.0, "writes acknowledged this close to the end of the run are not judged (still flushing)"
+        10.0, "S3 may lag an acknowledgement (or the end of the outage that held it) by this much"
     ),
 )
 def durability(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
     name = "durability"
     if not obs.s3_owned or obs.s3_objects is None:
         return unknown(name, "the harness does not own the object store: contents unknown", params)
-    stops = graceful_stops(history, obs)
-    outages = backend_windows(history)
-    if any(w.end is None for w in outages):
+    if any(w.end is None for w in backend_windows(history)):
         return unknown(name, "an S3 outage was still in force at the end", params)
-    # After a graceful shutdown everything acknowledged must be flushed; otherwise allow the
-    # flush bound for writes made just before the listing.
-    horizon = float("inf") if stops else history.now() - float(params["flush_bound_s"])
-    writes = [w for w in applies(history) if w.acknowledged and (w.ack_time or 0.0) <= horizon]
+    writes = owed_to_s3(history, obs, float(params["flush_bound_s"]))
     if not writes:
         return unknown(name, "no acknowledged write old enough to be judged", params)
     s3, unreadable = replicas_from_objects(obs.s3_objects)

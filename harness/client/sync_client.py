@@ -73,7 +73,9 @@ class ClientConfig:
     open_timeout_s: float = 5.0
     chunk_timeout_s: float = 5.0  # longest wait between two chunks of a snapshot stream
     max_queue: int = 16  # frames the library buffers before it stops reading the socket
-    recv_buffer_bytes: int | None = None  # shrink SO_RCVBUF (slow readers fill it sooner)
+    # Shrink SO_RCVBUF: the TCP window stays small for the connection's life, so the client
+    # stays slow even after it reads again (a permanently slow client, not a stalled one).
+    recv_buffer_bytes: int | None = None
     max_pages: int = 10_000  # bound on get_changes paging
     backoff: Backoff = field(default_factory=Backoff)
     http_url: str | None = None

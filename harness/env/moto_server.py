@@ -16,7 +16,7 @@ import httpx
 from harness.env import resources
 from harness.env.ports import LOCALHOST
 from harness.env.process import ManagedProcess, ProcessSpec, cleanup
-from harness.env.readiness import LogLine, wait_until
+from harness.env.readiness import HttpOk, LogLine, wait_until
 
 RUNNING_LINE = r"Running on http://127\.0\.0\.1:(\d+)"
 MOTO_ENV = {
@@ -62,7 +62,7 @@ class MotoServer:
         async def died() -> str | None:
             return None if self.process.running else f"moto exited with {self.process.returncode}"
 
-        await wait_until(_MotoAnswers(self.url), 15.0, died)
+        await wait_until(HttpOk(f"{self.url}/"), 15.0, died)  # ListBuckets answers
 
     async def stop(self) -> None:
         await self.process.stop()
@@ -85,19 +85,3 @@ class MotoServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await cleanup(self.stop())
-
-
-class _MotoAnswers:
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def describe(self) -> str:
-        return f"moto answering at {self.url}"
-
-    async def probe(self) -> bool | None:
-        try:
-            async with httpx.AsyncClient(timeout=1.0, trust_env=False) as client:
-                await client.get(f"{self.url}/")
-        except httpx.HTTPError:
-            return None
-        return True

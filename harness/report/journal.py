@@ -78,6 +78,7 @@ def build_journal(run: RunRecord) -> dict[str, Any]:
         "checks": [jsonable(c.to_json()) for c in run.checks],
         "check_seconds": jsonable(run.check_seconds),
         "fault_windows": history["faults"],
+        "observations": jsonable(run.observations),
         "history": history,
     }
 
@@ -173,4 +174,5 @@ def record_from_journal(journal: Mapping[str, Any]) -> RunRecord:
         run_id=journal.get("run_id"),
         check_seconds=dict(journal.get("check_seconds", {})),
         rerun=journal.get("rerun", {}).get("command"),
+        observations=journal.get("observations"),
     )

@@ -43,6 +43,7 @@ class RunRecord:
     run_id: str | None = None
     check_seconds: dict[str, float] = field(default_factory=dict)  # how long each check took
     rerun: str | None = None  # the CLI's own re-run command (e.g. with --target); else derived
+    observations: Any = None  # what the target exposed (JSON form of harness.checks.Observations)
 
     @property
     def verdict(self) -> Verdict:

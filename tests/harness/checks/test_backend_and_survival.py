@@ -71,7 +71,7 @@ def test_attempts_after_a_fault_that_all_fail_fail_survival() -> None:
     s = Script()
     s.obs.process.append(ProcessEvent(0.0, "start"))
     s.fault("s3-outage", "s3", 1.0, 2.0)
-    s.at(8.0).op("a", OpName.HANDSHAKE, "fail", value={"databaseId": "db1"}, error="AUTH_FAILED")
+    s.at(8.0).op("a", OpName.HANDSHAKE, "info", value={"databaseId": "db1"}, error="timeout")
     assert run(s, "survival", recovery_s=1.0).status == "fail"
     s.at(9.0).op("b", OpName.HANDSHAKE, "ok", value={"databaseId": "db1"})
     assert run(s, "survival", recovery_s=1.0).status == "pass"
@@ -97,3 +97,17 @@ def test_server_failure_outside_faults_fails_and_inside_is_excused() -> None:
 
 def test_no_request_is_unknown() -> None:
     assert run(Script(), "no-spurious-failures").status == "unknown"
+
+
+def test_a_refusal_after_a_fault_is_an_answer_not_a_death() -> None:
+    s = Script()
+    s.obs.process.append(ProcessEvent(0.0, "start"))
+    s.fault("s3-outage", "s3", 1.0, 2.0)
+    s.at(8.0).op("a", OpName.HANDSHAKE, "fail", value={"databaseId": "db1"}, error="AUTH_FAILED")
+    assert run(s, "survival", recovery_s=1.0).status == "pass"
+    s2 = Script()
+    s2.obs.process.append(ProcessEvent(0.0, "start"))
+    s2.fault("s3-outage", "s3", 1.0, 2.0)
+    s2.at(8.0).op("b", OpName.APPLY, "info", error="timeout")
+    s2.at(8.5).op("b", OpName.GET_CHANGES, "fail", error="GET_CHANGES_ERROR")
+    assert run(s2, "survival", recovery_s=1.0).status == "fail"

@@ -118,3 +118,21 @@ def test_no_failure_gives_unknown_visibility_and_no_metrics_unsupported() -> Non
     assert run(s, "failure-visibility").status == "unknown"
     s2 = _fanout(False)
     assert "not supported" in run(s2, "failure-visibility").summary
+
+
+def test_own_write_seq_from_apply_result_explains_exactly_its_number() -> None:
+    s = Script()
+    s.connect("a").connect("w")
+    s.at(1.0).push("a", [s.change_set("w")], seq=1)
+    s.at(1.5)
+    s.apply("a", [s.change_set("a")], seq=2)  # a's own write took seq 2
+    s.at(2.0).push("a", [s.change_set("w")], seq=4)  # but 3 is missing too
+    result = run(s, "ordered-seq")
+    assert result.status == "fail" and result.evidence[0]["unexplained_numbers"] == [3]
+    s2 = Script()
+    s2.connect("a").connect("w")
+    s2.at(1.0).push("a", [s2.change_set("w")], seq=1)
+    s2.at(1.5)
+    s2.apply("a", [s2.change_set("a")], seq=2)
+    s2.at(2.0).push("a", [s2.change_set("w")], seq=3)
+    assert run(s2, "ordered-seq").status == "pass"

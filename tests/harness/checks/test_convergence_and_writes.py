@@ -109,6 +109,7 @@ def test_no_lost_write_also_looks_in_s3_when_owned() -> None:
     s.replica("v", sets, source="server")
     s.obs.s3_owned = True
     s.obs.s3_objects = [_batch(sets[:2])]
+    s.obs.s3_listed_at = 20.0
     result = run(s, "no-lost-write")
     assert result.status == "fail" and result.evidence[0]["where"] == "s3"
     assert run(s, "no-lost-write", check_s3=False).status == "pass"
@@ -117,6 +118,7 @@ def test_no_lost_write_also_looks_in_s3_when_owned() -> None:
 def test_durability_after_graceful_shutdown_passes_with_batches_and_snapshots() -> None:
     s, sets = _writes()
     s.obs.process.append(ProcessEvent(6.0, "sigterm"))
+    s.obs.s3_listed_at = 7.0  # listed after the shutdown
     s.obs.s3_owned = True
     s.obs.s3_objects = [_snapshot_object(sets[:1]), _batch(sets[1:])]
     assert run(s, "durability").status == "pass"
@@ -125,6 +127,7 @@ def test_durability_after_graceful_shutdown_passes_with_batches_and_snapshots() 
 def test_durability_fails_when_a_write_never_reached_s3() -> None:
     s, sets = _writes()
     s.obs.process.append(ProcessEvent(6.0, "sigterm"))
+    s.obs.s3_listed_at = 7.0  # listed after the shutdown
     s.obs.s3_owned = True
     s.obs.s3_objects = [_batch(sets[:2])]
     result = run(s, "durability")
@@ -140,6 +143,28 @@ def test_durability_after_an_outage_judges_writes_made_during_it() -> None:
     assert run(s, "durability").status == "fail"
     s.obs.s3_objects = [_batch(sets)]
     assert run(s, "durability").status == "pass"
+
+
+def test_writes_held_back_by_an_outage_are_owed_only_a_flush_bound_after_it_ends() -> None:
+    s, sets = _writes()
+    s.fault("s3-outage", "s3", 0.5, 4.0)
+    s.obs.s3_owned = True
+    s.obs.s3_objects = [_batch(sets[:1])]
+    s.obs.s3_listed_at = 12.0  # 8 s after the outage: still within the 10 s flush bound
+    assert run(s, "durability").status == "unknown"
+    s.obs.s3_listed_at = 15.0
+    assert run(s, "durability").status == "fail"
+
+
+def test_no_lost_write_does_not_hold_s3_to_writes_still_flushing() -> None:
+    s, sets = _writes()
+    s.replica("v", sets, source="server")
+    s.obs.s3_owned = True
+    s.obs.s3_objects = [_batch(sets[:1])]
+    s.obs.s3_listed_at = 5.0
+    assert run(s, "no-lost-write").status == "pass"
+    s.obs.s3_listed_at = 60.0
+    assert run(s, "no-lost-write").status == "fail"
 
 
 def test_durability_unknown_without_s3_or_while_an_outage_lasts() -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from harness.checks import Observations, load_all, run_check
 from harness.checks.capabilities import REFERENCE_COORDINATOR
 from harness.client.behaviours import (
     BadInput,
+    Behaviour,
     Churner,
     Intruder,
     Reader,
@@ -116,6 +118,8 @@ async def test_mixed_clients_against_the_correct_coordinator_raise_no_alarm(tmp_
         finally:
             await api.aclose()
     results = {name: run_check(name, history, obs, _bounds(name)) for name in load_all()}
+    # Everything a journal stores must serialise as JSON.
+    json.dumps([history.to_json(), obs.to_json(), [r.to_json() for r in results.values()]])
     failures = {n: (r.summary, r.evidence[:3]) for n, r in results.items() if r.status == "fail"}
     assert not failures, failures
     must_pass = {
@@ -148,7 +152,7 @@ async def test_slow_reader_is_told_before_it_is_dropped_and_others_stay_fast(tmp
     history, obs = History(), Observations(capabilities=dict(REFERENCE_COORDINATOR))
     with coordinator(tmp_path, "--send-queue-messages", "20", "--heartbeat-interval-ms", "200") as server:
         slow = SlowReader(
-            client=_client(server, history, "slow", 1, max_queue=1, recv_buffer_bytes=4096),
+            client=_client(server, history, "slow", 1, max_queue=1),
             rng=random.Random(1),
             stall_after_s=0.1,
             stall_s=3.0,
@@ -230,3 +234,79 @@ async def test_sigterm_tells_every_session_and_exits_cleanly(tmp_path: Path) -> 
     assert notified.status == "pass" and "3 sessions" in notified.summary, notified
     clean = run_check("clean-shutdown", history, obs, {"deadline_s": 15.0})
     assert clean.status == "pass", clean
+
+
+async def test_many_databases_over_few_open_stores_and_refused_handshakes_raise_no_alarm(
+    tmp_path: Path,
+) -> None:
+    history, obs = History(), Observations(capabilities=dict(REFERENCE_COORDINATOR))
+    args = (
+        "--max-open-stores",
+        "2",
+        "--idle-store-timeout-ms",
+        "200",
+        "--token",
+        "good",
+        "--admin-token",
+        ADMIN,
+    )
+    with coordinator(tmp_path, *args) as server:
+        api = HttpApi(server.http_url)
+        try:
+            await sample_target(api, history, obs, ADMIN)
+            behaviours: list[Behaviour] = []
+            for i in range(4):
+                config = ClientConfig(server.ws_url, f"db{i}", token="good")
+                behaviours.append(
+                    Writer(
+                        client=SyncClient(f"w{i}", config, history, random.Random(i)),
+                        rng=random.Random(10 + i),
+                        count=8,
+                        interval_s=0.01,
+                        duration_s=20,
+                    )
+                )
+                behaviours.append(
+                    Reader(
+                        client=SyncClient(f"r{i}", config, history, random.Random(20 + i)),
+                        rng=random.Random(30 + i),
+                        polls=4,
+                        interval_s=0.05,
+                        duration_s=20,
+                    )
+                )
+            refused = ClientConfig(server.ws_url, "db0", token="wrong")
+            behaviours.append(
+                Churner(
+                    client=SyncClient("bad-token", refused, history, random.Random(9)),
+                    rng=random.Random(9),
+                    cycles=5,
+                    duration_s=20,
+                )
+            )
+            await asyncio.gather(*(b.run() for b in behaviours))
+            assert await catch_up_all([b.client for b in behaviours if b.name in ("writer", "reader")]) == []
+            for i in range(4):
+                verifier = SyncClient(
+                    f"v{i}",
+                    ClientConfig(server.ws_url, f"db{i}", token="good"),
+                    history,
+                    random.Random(40 + i),
+                )
+                await read_server_state(verifier, "get_changes")
+                await verifier.aclose()
+            await _settle(api, 10.0)
+            await asyncio.sleep(0.3)
+            await sample_target(api, history, obs, ADMIN)
+        finally:
+            await api.aclose()
+    refusals = [op for op in history.ops if op.process == "bad-token" and op.type == "fail"]
+    assert refusals and all(op.error == "AUTH_FAILED" for op in refusals)
+    for name, bounds in (
+        ("no-spurious-failures", {}),
+        ("convergence", {}),
+        ("no-lost-write", {}),
+        ("leaked-resources", {"settle_s": 0.2}),
+    ):
+        result = run_check(name, history, obs, bounds)
+        assert result.status == "pass", result

@@ -153,3 +153,50 @@ async def test_paused_reading_holds_frames_until_resumed(
     await client.aclose()
     kinds = [e.kind for e in history.events]
     assert kinds.index(EventKind.READING_PAUSED) < kinds.index(EventKind.READING_RESUMED)
+
+
+async def test_writer_reapplies_a_write_of_unknown_outcome_after_reconnecting(
+    scripted: Callable[[Script], Awaitable[str]],
+) -> None:
+    from harness.client.backoff import Backoff
+    from harness.client.behaviours import Writer
+
+    connections = 0
+
+    async def script(ws: ServerConnection) -> None:
+        nonlocal connections
+        connections += 1
+        await _ack(ws)
+        request = json.loads(await ws.recv())
+        if connections == 1:
+            await ws.close(1011, "lost it")  # the first apply's outcome stays unknown
+            return
+        count = sum(len(cs["changes"]) for cs in request["changes"])
+        result = {
+            "type": "apply_result",
+            "requestId": request["requestId"],
+            "applied": count,
+            "skipped": 0,
+            "conflicts": 0,
+            "transactions": 1,
+        }
+        await ws.send(json.dumps(result))
+        await ws.wait_closed()
+
+    history = History()
+    client = _client(await scripted(script), history, backoff=Backoff(base_s=0.01))
+    writer = Writer(
+        client=client,
+        rng=random.Random(4),
+        count=1,
+        changes_per_set=1,
+        delete_share=0.0,
+        duration_s=10,
+        final_catch_up=False,
+    )
+    assert await writer.run() == "done"
+    applies = [op for op in history.ops if op.f == OpName.APPLY and op.type != "invoke"]
+    assert [op.type for op in applies] == ["info", "ok"]
+    first, second = [op.value for op in history.ops if op.f == OpName.APPLY and op.type == "invoke"]
+    assert first["changeSets"] == second["changeSets"]  # the same change set, applied again
+    assert client.uncertain == set() and len(client.replica.visible()) == 1

@@ -213,3 +213,16 @@ async def test_a_taken_port_on_restart_is_a_clear_error() -> None:
                 PortInUse, match=f"127.0.0.1:{env.coordinator.port} wanted for the coordinator"
             ):
                 await env.coordinator.start_again()
+
+
+async def test_a_tls_target_cannot_be_proxied_and_says_so() -> None:
+    from harness.faults.base import UnsupportedFault
+    from harness.faults.registry import create_fault
+
+    async with Environment(EnvironmentConfig(target="https://127.0.0.1:1/sync")) as env:
+        assert env.proxies == {} and env.client_urls().ws == "wss://127.0.0.1:1/sync/ws"
+        assert "network" in env.unsupported_faults()
+        with pytest.raises(UnsupportedFault, match="TLS target"):
+            create_fault({"kind": "latency", "latency_ms": 10}, env)
+        with pytest.raises(EnvironmentSetupError, match="TLS target cannot be proxied"):
+            await env.client_proxy("a")

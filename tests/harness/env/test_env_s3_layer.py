@@ -209,3 +209,15 @@ async def test_rate_draws_come_from_the_seeded_stream(s3: S3Stack) -> None:
 )
 def test_operation_names(method: str, target: str, headers: dict[str, str], operation: str) -> None:
     assert classify(method, target, headers).operation == operation
+
+
+async def test_concurrent_requests_are_all_forwarded_and_counted(s3: S3Stack) -> None:
+    client = s3.boto3_client()
+
+    def put(i: int) -> None:
+        client.put_object(Bucket=s3.bucket, Key=f"c/{i}", Body=b"x" * (1000 + i))
+
+    await asyncio.gather(*(asyncio.to_thread(put, i) for i in range(16)))
+    assert s3.layer.counts() == {"PutObject": {"forwarded": 16}}
+    listed = await call(s3.boto3_client(direct=True).list_objects_v2, Bucket=s3.bucket, Prefix="c/")
+    assert listed["KeyCount"] == 16

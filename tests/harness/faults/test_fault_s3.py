@@ -14,6 +14,8 @@ from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConn
 from harness.env.environment import Environment, EnvironmentConfig
 from harness.faults.registry import create_fault
 from harness.seed import Seeds
+from tests.harness.env.echo import poll_until
+from tests.harness.env.sync_wire import post_change
 
 BUCKET = "sync-harness"
 
@@ -25,12 +27,17 @@ async def env() -> AsyncIterator[Environment]:
 
 
 def s3_client(env: Environment) -> Any:
+    """boto3 on the coordinator's S3 path."""
+    return boto3_client(f"http://{env.proxies['s3'].listen}")
+
+
+def boto3_client(endpoint: str | None) -> Any:
     import boto3
     from botocore.config import Config
 
     return boto3.client(
         "s3",
-        endpoint_url=f"http://{env.proxies['s3'].listen}",
+        endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
@@ -111,3 +118,20 @@ async def test_drop_after_means_s3_did_it(env: Environment) -> None:
             await put(client, "t/done-but-unknown")
     head = await asyncio.to_thread(client.head_object, Bucket=BUCKET, Key="t/done-but-unknown")
     assert head["ContentLength"] == 1
+
+
+async def test_the_coordinators_own_s3_writes_are_faulted_and_counted(env: Environment) -> None:
+    layer = env.s3_layer
+    assert layer is not None
+    async with create_fault({"kind": "s3_outage", "operations": ["PutObject"]}, env) as fault:
+        await post_change(env.client_urls().http, "db1", "written during the outage")
+        await poll_until(lambda: layer.count(operations=["PutObject"], outcome="outage") >= 1, 30.0)
+        window = fault.window
+    assert window is not None and window.end is not None
+    during = layer.count(operations=["PutObject"], since=window.start, until=window.end)
+    assert during == layer.count(operations=["PutObject"], outcome="outage") >= 1
+    # once S3 is back the batch arrives (the coordinator retries); read it straight from moto
+    direct = boto3_client(env.s3_direct_url)
+    await poll_until(lambda: layer.count(operations=["PutObject"], outcome="forwarded") >= 1, 60.0)
+    listed = await asyncio.to_thread(direct.list_objects_v2, Bucket=BUCKET)
+    assert any("db1/batches/" in o["Key"] for o in listed.get("Contents", []))

@@ -1,0 +1,196 @@
+"""`harness run | suite | list`: run scenario files and say, truthfully, what held.
+
+Exit codes: 0 when every check passed or was unknown, 1 when a check failed, 2 on a usage or
+scenario error (the message names the file and line), 130 on Ctrl-C (after cleaning up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness import __version__
+
+DEFAULT_SUITE_DIR = Path("scenarios")
+DEFAULT_REPORT_DIR = Path("reports")
+
+
+class Console:
+    """Rich on a terminal, plain lines otherwise (CI logs)."""
+
+    def __init__(self) -> None:
+        self.rich: Any = None
+        if sys.stdout.isatty():
+            try:
+                from rich.console import Console as RichConsole
+
+                self.rich = RichConsole()
+            except ImportError:  # pragma: no cover - rich is a dependency
+                self.rich = None
+
+    def line(self, text: str) -> None:
+        if self.rich is not None:
+            style = "red" if " fail " in f" {text} " else "green" if " pass " in f" {text} " else None
+            self.rich.print(text, style=style, highlight=False)
+        else:
+            print(text, flush=True)
+
+    def error(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harness", description="Resilience harness for sync protocol v1 servers."
+    )
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run scenario files")
+    run.add_argument("files", nargs="+", type=Path, help="scenario YAML files")
+    _run_options(run)
+
+    suite = commands.add_parser(
+        "suite", help="run the default suite (scenarios/*.yaml) against the bundled coordinator"
+    )
+    suite.add_argument(
+        "--dir", type=Path, default=DEFAULT_SUITE_DIR, help="folder of the suite's scenario files"
+    )
+    _run_options(suite)
+
+    listing = commands.add_parser("list", help="list scenarios, checks and faults")
+    listing.add_argument("--dir", type=Path, default=DEFAULT_SUITE_DIR)
+    listing.add_argument("--json", action="store_true", help="as JSON")
+    return parser
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, help="override the scenario's seed (printed and recorded either way)")
+    p.add_argument(
+        "--target", help="run against an external server (http://host:port/sync) instead of the bundled one"
+    )
+    p.add_argument("--token", help="token the clients present (external targets)")
+    p.add_argument("--admin-token", help="admin token for /debug/resources (external targets)")
+    p.add_argument("--report-dir", type=Path, default=DEFAULT_REPORT_DIR, help="where reports are written")
+    p.add_argument(
+        "--keep-logs", action="store_true", help="keep the environment's process logs in the report"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    console = Console()
+    try:
+        if args.command == "list":
+            return _list(args, console)
+        files = sorted(args.dir.glob("*.yaml")) if args.command == "suite" else args.files
+        if not files:
+            console.error(f"harness: no scenario files in {args.dir}")
+            return 2
+        return asyncio.run(_run_files(files, args, console, suite=args.command == "suite"))
+    except KeyboardInterrupt:
+        console.error("harness: interrupted; everything it started has been stopped")
+        return 130
+
+
+async def _run_files(files: list[Path], args: argparse.Namespace, console: Console, suite: bool) -> int:
+    from harness.report import write_run_report, write_suite_report
+    from harness.scenario.loader import ScenarioError, load_scenario
+    from harness.scenario.runner import RunOptions, run_scenario
+
+    try:
+        scenarios = [load_scenario(path, seed=args.seed) for path in files]
+    except ScenarioError as exc:
+        console.error(f"harness: {exc}")
+        return 2
+    records = []
+    worst = 0
+    for scenario in scenarios:
+        options = RunOptions(
+            target_url=args.target, token=args.token, admin_token=args.admin_token, progress=console.line
+        )
+        if args.keep_logs:
+            options.run_dir = args.report_dir / "logs" / scenario.name
+            options.run_dir.mkdir(parents=True, exist_ok=True)
+        record = await run_scenario(scenario, options)
+        if args.target:
+            record.rerun = f"harness run {scenario.path} --seed {scenario.seed} --target {args.target}"
+        out = write_run_report(args.report_dir, record)
+        records.append(out)
+        code = record.effective_exit_code
+        worst = max(worst, code)
+        console.line(f"{scenario.name}: {record.verdict} -> {out}")
+    if suite or len(records) > 1:
+        suite_dir = write_suite_report(args.report_dir, records, name="suite" if suite else "run")
+        console.line(f"suite report: {suite_dir / 'index.html'}")
+    return worst
+
+
+def _list(args: argparse.Namespace, console: Console) -> int:
+    from harness.checks.registry import load_all
+    from harness.faults.registry import fault_catalog, format_fault_catalog
+    from harness.scenario.loader import ScenarioError, load_scenario
+
+    checks = load_all()
+    scenarios: list[dict[str, Any]] = []
+    for path in sorted(args.dir.glob("**/*.yaml")):
+        try:
+            loaded = load_scenario(path)
+            scenarios.append(
+                {
+                    "path": str(path),
+                    "name": loaded.name,
+                    "description": loaded.description,
+                    "duration_s": loaded.duration_s,
+                    "checks": list(loaded.checks),
+                }
+            )
+        except ScenarioError as exc:
+            scenarios.append({"path": str(path), "error": str(exc)})
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "scenarios": scenarios,
+                    "checks": [
+                        {
+                            "name": c.name,
+                            "family": c.family,
+                            "description": c.description,
+                            "params": {
+                                k: {"default": p.default, "description": p.description}
+                                for k, p in c.params.items()
+                            },
+                        }
+                        for c in checks.values()
+                    ],
+                    "faults": fault_catalog(),
+                },
+                indent=2,
+                default=str,
+            )
+        )
+        return 0
+    console.line("Scenarios:")
+    for s in scenarios:
+        detail = (
+            s.get("error") or f"{s['description']} ({s['duration_s']:g} s; checks: {', '.join(s['checks'])})"
+        )
+        console.line(f"  {s['path']}: {detail}")
+    console.line("\nChecks:")
+    for c in checks.values():
+        console.line(f"  {c.name} [{c.family}]: {c.description}")
+        for name, param in c.params.items():
+            console.line(f"      {name} = {param.default!r}: {param.description}")
+    console.line("\nFaults:")
+    for line in format_fault_catalog().splitlines():
+        console.line(f"  {line}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -458,10 +458,18 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
 
 
 def run_async(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
-    """Run on uvloop; Ctrl-C cancels `main` (whose finally blocks clean up) and exits with 130."""
+    """Run on uvloop. Ctrl-C or SIGTERM cancels `main`, whose finally blocks clean up (workers,
+    coordinator, temp dir); the exit code is then 130."""
+
+    async def guarded() -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        return await main()
+
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            return runner.run(main())
-    except KeyboardInterrupt:
+            return runner.run(guarded())
+    except (KeyboardInterrupt, asyncio.CancelledError):
         print(json.dumps({"interrupted": True}), file=sys.stderr)
         return 130

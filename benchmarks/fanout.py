@@ -517,6 +517,9 @@ async def drive(args: argparse.Namespace) -> int:
         }
         result["coordinatorLogLines"] = coordinator.log_lines()
         return_code = 0
+    except asyncio.CancelledError:
+        result["error"] = "interrupted"
+        raise
     except Exception as exc:
         result["error"] = f"{type(exc).__name__}: {exc}"
         result["coordinatorLogTail"] = coordinator.log_tail()

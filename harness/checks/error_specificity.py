@@ -39,6 +39,15 @@ def _conn_of(conns: list[Connection], op: Op) -> Connection | None:
     return mine[-1] if mine else None
 
 
+def _explained(conn: Connection, after_index: int) -> bool:
+    """The server gave the close another reason: a notice or a fatal error came after the answer
+    (e.g. DELIVERY_FAILED, SLOW_CLIENT, SERVER_SHUTDOWN)."""
+    return any(
+        m.index > after_index and (m.type == "notice" or (m.type == "error" and m.payload.get("fatal")))
+        for m in conn.messages
+    )
+
+
 def _answer(completed: Op) -> dict[str, Any]:
     value = completed.value
     if not isinstance(value, dict):
@@ -122,7 +131,8 @@ def error_specificity(history: History, obs: Observations, params: dict[str, Any
                 and conn.closed_at is not None
                 and not conn.by_client
                 and conn.closed_at <= completed.time + survive
-                and not disturbed(history, obs, completed.time, conn.closed_at)
+                and not _explained(conn, completed.index)
+                and not disturbed(history, obs, completed.time, conn.closed_at, include_failpoints=False)
             ):
                 violations.append(
                     where

@@ -42,7 +42,9 @@ def failure_visibility(history: History, obs: Observations, params: dict[str, An
             continue
         if conn.closed_at is not None and conn.closed_at < sent + bound:
             continue
-        if conn.paused_during(sent, sent + bound) or disturbed(history, obs, sent, sent + bound):
+        if conn.paused_during(sent, sent + bound) or disturbed(
+            history, obs, sent, sent + bound, include_failpoints=False
+        ):
             continue
         failures.append(
             {
@@ -55,7 +57,7 @@ def failure_visibility(history: History, obs: Observations, params: dict[str, An
     for conn in connections(history):
         if conn.closed_at is None or conn.by_client or conn.close_code not in ABNORMAL_CLOSES:
             continue
-        if disturbed(history, obs, conn.closed_at - 1.0, conn.closed_at):
+        if disturbed(history, obs, conn.closed_at - 1.0, conn.closed_at, include_failpoints=False):
             continue
         failures.append(
             {"time": conn.closed_at, "kind": f"session dropped ({conn.close_code})", "process": conn.process}

@@ -15,5 +15,6 @@ from harness.checks import (  # noqa: F401
     streams,
     survival,
     tenant_isolation,
+    wire,
     writes,
 )

@@ -45,7 +45,9 @@ def heartbeat_continuity(history: History, obs: Observations, params: dict[str, 
             if gap <= limit:
                 worst = max(worst, gap)
                 continue
-            if conn.paused_during(before, after) or disturbed(history, obs, before, after):
+            if conn.paused_during(before, after) or disturbed(
+                history, obs, before, after, include_failpoints=False
+            ):
                 continue
             violations.append(
                 {

@@ -46,7 +46,11 @@ def stream_completeness(history: History, obs: Observations, params: dict[str, A
             "index": completed.index,
         }
         if ended in SILENT_ENDINGS:
-            excuses = disturbed(history, obs, invoked.time, completed.time) if params["excuse_faults"] else []
+            excuses = (
+                disturbed(history, obs, invoked.time, completed.time, include_failpoints=False)
+                if params["excuse_faults"]
+                else []
+            )
             if excuses:
                 continue
             judged += 1
@@ -87,9 +91,11 @@ def snapshot_resume(history: History, obs: Observations, params: dict[str, Any])
     for invoked, completed in history.pairs():
         if invoked.f != OpName.RESUME_SNAPSHOT or completed is None or not isinstance(completed.value, dict):
             continue
-        if disturbed(history, obs, invoked.time, completed.time):
-            continue
         outcome = completed.value
+        # A fault may make a resume fail, but only with the snapshot's own error (or cut it).
+        honest = outcome.get("ended") != "error" or outcome.get("code") in ("SNAPSHOT_ERROR", "RATE_LIMITED")
+        if honest and disturbed(history, obs, invoked.time, completed.time):
+            continue
         judged += 1
         where = {
             "process": invoked.process,

@@ -198,16 +198,29 @@ def overlaps(window: FaultWindow, start: float, end: float, end_of_run: float) -
     return window.start <= end and w_end >= start
 
 
+def is_failpoint(window: FaultWindow) -> bool:
+    return "failpoint" in window.kind.lower()
+
+
 def disturbed(
-    history: History, obs: Observations, start: float, end: float, include_backend: bool = False
+    history: History,
+    obs: Observations,
+    start: float,
+    end: float,
+    include_backend: bool = False,
+    include_failpoints: bool = True,
 ) -> list[dict[str, Any]]:
     """Faults or process actions in force during [start, end]: what excuses a late or missing
-    answer. Backend (S3) faults excuse nothing unless asked: a server must ride them out."""
+    answer. Backend (S3) faults excuse nothing unless asked: a server must ride them out.
+    Failpoints (server-side failures switched on) excuse unless the check is about how the
+    server handles its own failures (it must then end streams properly, say so, and so on)."""
     end_of_run = history.now()
     found: list[dict[str, Any]] = [
         {"fault": w.id, "kind": w.kind, "target": w.target}
         for w in history.faults
-        if overlaps(w, start, end, end_of_run) and (include_backend or not is_backend_fault(w))
+        if overlaps(w, start, end, end_of_run)
+        and (include_backend or not is_backend_fault(w))
+        and (include_failpoints or not is_failpoint(w))
     ]
     found += [
         {"process": e.kind, "time": e.time}

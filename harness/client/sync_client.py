@@ -298,8 +298,16 @@ class SyncClient:
             elif expected is not None and seq > expected:
                 self.rec.event(EventKind.SEQ_GAP, conn=conn.number, expected=expected, got=seq)
             conn.expected_seq = max(seq + 1, expected or 0)
-        with contextlib.suppress(Exception):
+        self._absorb(conn.number, payload)
+
+    def _absorb(self, conn_number: int, payload: dict[str, Any]) -> None:
+        """Apply received change sets to the replica; a malformed one is recorded, not fatal
+        (the well-formed-messages check judges it; convergence sees what it cost)."""
+        try:
             self.replica.apply_change_sets(payload.get("changeSets") or [])
+        except (CodecError, KeyError, TypeError, AttributeError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            self.rec.event(EventKind.BAD_FRAME, conn=conn_number, error=error, type=payload.get("type"))
 
     async def wait_for_message(
         self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float
@@ -458,7 +466,7 @@ class SyncClient:
 
         async def body() -> dict[str, Any]:
             answer = await self._exchange(msg, lambda a: a.get("type") == "changes")
-            self.replica.apply_change_sets(answer.get("changeSets") or [])
+            self._absorb(self.connection_number, answer)
             return answer
 
         answer = await self._run_op(OpName.GET_CHANGES, {"sinceHLC": since_hlc}, body, unknown_on_loss=False)
@@ -649,7 +657,9 @@ class SyncClient:
     async def http_get_changes(self, since_hlc: str | None = None) -> tuple[int | None, Any]:
         status, body = await self.http.get_changes(self.config.database_id, since_hlc)
         if status == 200 and isinstance(body, dict):
-            self.replica.apply_change_sets((body.get("data") or {}).get("changes") or [])
+            self._absorb(
+                0, {"type": "http_changes", "changeSets": (body.get("data") or {}).get("changes") or []}
+            )
         return status, body
 
     async def aclose(self) -> None:

@@ -9,20 +9,13 @@ import asyncio
 import contextlib
 from typing import Any
 
-import httpx
-
-from harness.checks.observations import LogLine, Observations, ProcessEvent, S3Object, S3Request, Sample
-from harness.checks.prometheus import parse_prometheus
+from harness.checks.observations import LogLine, Observations, ProcessEvent, S3Object, S3Request
+from harness.client.http_api import HttpApi
+from harness.client.probe import sample_target
+from harness.client.recorder import Recorder
 from harness.env.environment import Environment
 from harness.history import History
 
-ENDPOINTS = (
-    ("/status", "status", False),
-    ("/metrics", "metrics", False),
-    ("/debug/resources", "resources", True),
-    ("/health", "health", False),
-    ("/ready", "ready", False),
-)
 MAX_SAMPLES = 5000  # per endpoint: a bound on memory for long runs
 
 
@@ -34,28 +27,11 @@ class TargetObserver:
         self.history = history
         self.obs = observations
         self.interval_s = interval_s
+        self.api = HttpApi(env.direct_urls.http, Recorder(history, "observer"), timeout_s=2.0)
 
     async def sample_once(self) -> None:
-        await asyncio.gather(*(self._sample(path, attr, admin) for path, attr, admin in ENDPOINTS))
-
-    async def _sample(self, path: str, attr: str, admin: bool) -> None:
-        samples: list[Sample] = getattr(self.obs, attr)
-        if len(samples) >= MAX_SAMPLES:
-            return
-        at = self.history.now()
-        try:
-            response = await self.env.get_direct(path, admin=admin, timeout_s=2.0)
-        except (httpx.HTTPError, OSError, RuntimeError):
-            samples.append(Sample(at, None, http_status=None))
-            return
-        data: Any = None
-        if attr == "metrics":
-            data = parse_prometheus(response.text) if response.status_code == 200 else None
-        else:
-            with contextlib.suppress(ValueError):
-                body = response.json()
-                data = body.get("data", body) if isinstance(body, dict) else body
-        samples.append(Sample(at, data, http_status=response.status_code))
+        if len(self.obs.status) < MAX_SAMPLES:
+            await sample_target(self.api, self.history, self.obs, self.env.admin_token)
 
     async def run(self, stop: asyncio.Event, max_s: float) -> None:
         """Sample until `stop` is set (or `max_s` passes): the period is pacing, not a wait for
@@ -69,6 +45,7 @@ class TargetObserver:
 
     async def finish(self) -> None:
         """What is read once at the end: S3 contents and requests, process events and logs."""
+        await self.api.aclose()
         env = self.env
         layer = getattr(env, "s3_layer", None)
         if layer is not None:

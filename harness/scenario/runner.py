@@ -71,7 +71,7 @@ async def run_scenario(scenario: Scenario, options: RunOptions | None = None) ->
             notes.append(f"cannot cause {kind} here: {reason}")
         await _run_phases(scenario, env, history, observations, seeds, options, notes)
     loop = asyncio.get_running_loop()
-    for name, bounds in scenario.checks.items():
+    for name, bounds in check_bounds(scenario).items():
         t0 = loop.time()
         results.append(run_check(name, history, observations, bounds))
         check_seconds[name] = loop.time() - t0
@@ -91,6 +91,32 @@ async def run_scenario(scenario: Scenario, options: RunOptions | None = None) ->
         check_seconds=check_seconds,
         observations=observations.to_json(),
     )
+
+
+def check_bounds(scenario: Scenario) -> dict[str, dict[str, Any]]:
+    """The scenario's bounds, with the ones that follow from the bundled coordinator's own
+    settings filled in where the scenario left them out (a heartbeat gap is judged against the
+    interval the target was started with)."""
+    out = {name: dict(bounds) for name, bounds in scenario.checks.items()}
+    options = scenario.target.coordinator_options if scenario.target.bundled else {}
+    hb = options.get("heartbeat_interval_ms")
+    if "heartbeat-continuity" in out and hb is not None:
+        out["heartbeat-continuity"].setdefault("interval_s", float(hb) / 1000.0)
+    idle = options.get("idle_store_timeout_ms")
+    if "leaked-resources" in out and idle is not None:
+        out["leaked-resources"].setdefault("settle_s", float(idle) / 1000.0 + 2.0)
+    return out
+
+
+def settle_time(scenario: Scenario) -> float:
+    """Long enough after the clients leave for every check that judges the quiet state."""
+    bounds = check_bounds(scenario)
+    wanted = (
+        float(bounds.get("leaked-resources", {}).get("settle_s", 0.0)) + 1.0
+        if "leaked-resources" in bounds
+        else 0.0
+    )
+    return max(scenario.settle_s, wanted)
 
 
 def _environment_config(scenario: Scenario, options: RunOptions) -> EnvironmentConfig:
@@ -164,7 +190,7 @@ async def _run_phases(
         notes.append(f"clients that could not catch up: {', '.join(failed)}")
     await _read_server_state(scenario, env, history, seeds, options, notes)
     with contextlib.suppress(TimeoutError):  # settle: let idle timeouts pass while sampling
-        await asyncio.wait_for(stop_observing.wait(), scenario.settle_s)
+        await asyncio.wait_for(stop_observing.wait(), settle_time(scenario))
     await observer.sample_once()
     coordinator = env.coordinator
     if coordinator is not None and coordinator.process.running:

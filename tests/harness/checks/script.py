@@ -61,6 +61,7 @@ class Script:
             ack = {
                 "type": "handshake_ack",
                 "databaseId": db,
+                "serverSiteId": "A" * 22,
                 "connectionId": self.conn_id(process),
                 "protocolVersion": 1,
             }

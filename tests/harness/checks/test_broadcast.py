@@ -136,3 +136,38 @@ def test_own_write_seq_from_apply_result_explains_exactly_its_number() -> None:
     s2.apply("a", [s2.change_set("a")], seq=2)
     s2.at(2.0).push("a", [s2.change_set("w")], seq=3)
     assert run(s2, "ordered-seq").status == "pass"
+
+
+def _fanout_to(recipients: list[str], delivered: set[str]) -> Script:
+    s = Script()
+    s.at(0.0).connect("w")
+    for r in recipients:
+        s.connect(r)
+    s.at(1.0)
+    cs = s.change_set("w")
+    s.apply("w", [cs])
+    for r in recipients:
+        if r in delivered:
+            s.push(r, [cs])
+    s.at(10.0)
+    return s
+
+
+def test_one_failed_send_under_a_failpoint_is_excused_but_skipping_the_rest_is_not() -> None:
+    everyone = ["r1", "r2", "r3", "r4"]
+    one_failed = _fanout_to(everyone, {"r2", "r3", "r4"})
+    one_failed.fault("failpoint", "broadcast.send", 0.5, 5.0)
+    assert run(one_failed, "broadcast-delivery").status == "pass"
+    rest_skipped = _fanout_to(everyone, {"r1"})
+    rest_skipped.fault("failpoint", "broadcast.send", 0.5, 5.0)
+    result = run(rest_skipped, "broadcast-delivery")
+    assert result.status == "fail" and len(result.evidence) == 2
+
+
+def test_misses_under_a_failpoint_must_be_made_visible() -> None:
+    s = _fanout_to(["r1", "r2"], {"r2"})
+    s.fault("failpoint", "broadcast.send", 0.5, 5.0)
+    s.obs.metrics += [Sample(0.0, _metrics(0)), Sample(10.0, _metrics(0))]
+    assert run(s, "failure-visibility").status == "fail"
+    s.obs.metrics[-1] = Sample(10.0, _metrics(1))
+    assert run(s, "failure-visibility").status == "pass"

@@ -119,3 +119,10 @@ def test_own_database_access_is_not_an_intrusion() -> None:
     s = Script()
     s.connect("a", db="A", authorized_for=["A"])
     assert run(s, "tenant-isolation").status == "unknown"
+
+
+def test_close_explained_by_a_later_notice_is_not_blamed_on_the_error() -> None:
+    s = _bad_input("INVALID_PAYLOAD")
+    s.at(1.1).notice("a", "DELIVERY_FAILED")
+    s.at(1.2).close("a", code=1011)
+    assert run(s, "error-specificity").status == "pass"

@@ -79,3 +79,31 @@ def test_resume_whose_header_does_not_repeat_the_checkpoint_fails() -> None:
         result=_outcome("complete", ["resumed header snapshotId 'x' != checkpoint 'y'"]),
     )
     assert run(s, "snapshot-resume").status == "fail"
+
+
+def test_truncation_under_a_failpoint_is_not_excused() -> None:
+    s = Script()
+    s.fault("failpoint", "snapshot.read", 0.0, 5.0)
+    s.at(1.0).op("a", OpName.HTTP_SNAPSHOT, "info", result=_outcome("eof"), error="eof")
+    assert run(s, "stream-completeness").status == "fail"
+
+
+def test_resume_failing_with_snapshot_error_under_a_failpoint_is_excused_unknown_message_never() -> None:
+    s = Script()
+    s.fault("failpoint", "snapshot.read", 0.0, 5.0)
+    s.at(1.0).op(
+        "a",
+        OpName.RESUME_SNAPSHOT,
+        "fail",
+        result=_outcome("error", code="SNAPSHOT_ERROR"),
+        error="SNAPSHOT_ERROR",
+    )
+    assert run(s, "snapshot-resume").status == "unknown"
+    s.op(
+        "a",
+        OpName.RESUME_SNAPSHOT,
+        "fail",
+        result=_outcome("error", code="UNKNOWN_MESSAGE"),
+        error="UNKNOWN_MESSAGE",
+    )
+    assert run(s, "snapshot-resume").status == "fail"

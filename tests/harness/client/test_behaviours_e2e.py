@@ -133,6 +133,9 @@ async def test_mixed_clients_against_the_correct_coordinator_raise_no_alarm(tmp_
         "presence-accuracy",
         "leaked-resources",
         "no-spurious-failures",
+        "storage-reads-bounded",
+        "snapshot-resume",
+        "well-formed-messages",
     }
     not_passed = {n: results[n].summary for n in must_pass if results[n].status != "pass"}
     assert not not_passed, not_passed
@@ -309,4 +312,64 @@ async def test_many_databases_over_few_open_stores_and_refused_handshakes_raise_
         ("leaked-resources", {"settle_s": 0.2}),
     ):
         result = run_check(name, history, obs, bounds)
+        assert result.status == "pass", result
+
+
+async def _failpoint(server: RunningCoordinator, name: str, setting: dict[str, object]) -> None:
+    import httpx
+
+    async with httpx.AsyncClient() as http:
+        response = await http.put(
+            f"{server.http_url}/admin/failpoints/{name}",
+            json=setting,
+            headers={"Authorization": f"Bearer {ADMIN}"},
+        )
+        assert response.status_code == 200, response.text
+
+
+async def test_server_side_failures_handled_honestly_raise_no_alarm(tmp_path: Path) -> None:
+    history, obs = History(), Observations(capabilities=dict(REFERENCE_COORDINATOR))
+    with coordinator(tmp_path, "--enable-failpoints", "--admin-token", ADMIN) as server:
+        api = HttpApi(server.http_url)
+        writer, *listeners = [
+            _client(server, history, name, i) for i, name in enumerate(["w", "l1", "l2", "l3"])
+        ]
+        try:
+            for client in (writer, *listeners):
+                await client.connect()
+            for i in range(3):
+                await writer.apply([writer.builder().set("items", [i], "name", f"n{i}").build()])
+            await sample_target(api, history, obs, ADMIN)
+            # A snapshot that fails mid-stream, over WS and HTTP.
+            window = history.fault_started("failpoint", "snapshot.read", {"mode": "error"})
+            await _failpoint(server, "snapshot.read", {"mode": "error"})
+            ws_outcome = await listeners[0].snapshot()
+            http_outcome = await listeners[0].http_snapshot()
+            await _failpoint(server, "snapshot.read", {"mode": "off"})
+            history.fault_ended(window)
+            assert ws_outcome["ended"] == "error" and http_outcome["ended"] == "error"
+            # One broadcast send that fails: the other recipients must still get the write.
+            window = history.fault_started("failpoint", "broadcast.send", {"mode": "error", "times": 1})
+            await _failpoint(server, "broadcast.send", {"mode": "error", "times": 1})
+            await writer.apply([writer.builder().set("items", [9], "name", "after").build()])
+            received = [
+                await listener.wait_for_message(
+                    lambda p: p.get("type") == "push_changes" and "after" in json.dumps(p), timeout_s=3.0
+                )
+                for listener in listeners
+            ]
+            history.fault_ended(window)
+            assert sum(r is not None for r in received) == 2
+            await asyncio.sleep(0.2)  # let the run's end pass the delivery bound below
+            await sample_target(api, history, obs, ADMIN)
+        finally:
+            for client in (writer, *listeners):
+                await client.aclose()
+            await api.aclose()
+    bounds: dict[str, dict[str, object]] = {
+        "broadcast-delivery": {"delivery_bound_s": 0.1},
+        "failure-visibility": {"delivery_bound_s": 0.1},
+    }
+    for name in ("stream-completeness", "error-specificity", "broadcast-delivery", "failure-visibility"):
+        result = run_check(name, history, obs, bounds.get(name, {}))
         assert result.status == "pass", result

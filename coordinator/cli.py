@@ -59,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "bugs":
+        from coordinator.ops.bugs import describe_catalogue
+
+        print(describe_catalogue())
+        return 0
     return 2
 
 

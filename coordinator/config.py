@@ -60,6 +60,9 @@ class CoordinatorConfig:
     s3_endpoint: str | None = opt(None, "S3 endpoint URL (MinIO, moto, ...); default: AWS")
     s3_prefix: str = opt("", "key prefix inside the bucket")
     s3_region: str | None = opt(None, "S3 region")
+    bugs: list[str] = opt(
+        [], "re-introduce a catalogued bug (see `coordinator bugs`), repeatable; env: comma-separated"
+    )
 
     @property
     def data_path(self) -> Path:
@@ -197,5 +200,11 @@ def validate(config: CoordinatorConfig) -> None:
         raise ConfigError("drain_timeout_ms must not be negative")
     if not config.base_path.startswith("/") or config.base_path.endswith("/"):
         raise ConfigError(f"base_path must start with / and not end with /, got {config.base_path!r}")
+    from coordinator.ops.bugs import Bugs, UnknownBug
+
+    try:
+        Bugs(config.bugs)
+    except UnknownBug as exc:
+        raise ConfigError(f"bugs: {exc}") from None
     if config.log_format not in ("text", "json"):
         raise ConfigError(f"log_format must be text or json, got {config.log_format!r}")

@@ -18,6 +18,7 @@ import orjson
 
 from coordinator.clock import Clock
 from coordinator.config import CoordinatorConfig
+from coordinator.ops.bugs import Bugs
 from coordinator.ops.failpoints import FailpointError, Failpoints
 from coordinator.ops.logging import EventLog
 from coordinator.ops.metrics import Metrics
@@ -75,6 +76,9 @@ class CoordinatorService:
             config.enable_failpoints, clock, self.metrics, config.failpoint_seed
         )
         self.log = EventLog()
+        self.bugs = Bugs(config.bugs)
+        if self.bugs:
+            self.log.warning("bugs_enabled", bugs=sorted(self.bugs.enabled))
         self.auth = Authenticator(config.tokens, config.admin_token)
         self.server_site_id = _load_server_site_id(config.data_path)
         self.stores = StoreManager(

@@ -12,7 +12,7 @@ from harness.checks.observations import Observations
 from harness.checks.registry import Param, register
 from harness.checks.result import CheckResult
 from harness.checks.verdict import failed, passed, unknown, unsupported
-from harness.checks.views import applies, connections, disturbed
+from harness.checks.views import applies, connections, disturbed, fault_delay_s
 from harness.history import History
 
 
@@ -36,6 +36,9 @@ def broadcast_delivery(history: History, obs: Observations, params: dict[str, An
     for delivery in expected_deliveries(history):
         sent = delivery.apply.invoked.time
         conn = delivery.recipient
+        bound = float(params["delivery_bound_s"]) + fault_delay_s(
+            history, sent, sent + float(params["delivery_bound_s"])
+        )
         if sent + bound > end:
             continue  # the run ended before the bound: no verdict on this one
         if conn.closed_at is not None and conn.closed_at < sent + bound and delivery.received_at is None:

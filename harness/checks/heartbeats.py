@@ -12,7 +12,7 @@ from harness.checks.observations import Observations
 from harness.checks.registry import Param, register
 from harness.checks.result import CheckResult
 from harness.checks.verdict import failed, passed, unknown, unsupported
-from harness.checks.views import connections, disturbed
+from harness.checks.views import connections, disturbed, fault_delay_s
 from harness.history import History
 
 
@@ -42,7 +42,7 @@ def heartbeat_continuity(history: History, obs: Observations, params: dict[str, 
             marks.append(stop)  # silence until the end counts as a gap too
         for before, after in itertools.pairwise(marks):
             gap = after - before
-            if gap <= limit:
+            if gap <= limit + fault_delay_s(history, before, after):
                 worst = max(worst, gap)
                 continue
             if conn.paused_during(before, after) or disturbed(

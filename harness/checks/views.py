@@ -202,6 +202,23 @@ def is_failpoint(window: FaultWindow) -> bool:
     return "failpoint" in window.kind.lower()
 
 
+DELAY_KINDS = frozenset({"latency", "jitter"})
+
+
+def fault_delay_s(history: History, start: float, end: float) -> float:
+    """How much later than usual a message may arrive in [start, end] because of delay-only
+    faults (latency, jitter): they slow messages by a known amount, they do not lose them, so
+    they widen a bound instead of excusing a miss. Counted both ways (request and answer)."""
+    end_of_run = history.now()
+    delay_ms = 0.0
+    for w in history.faults:
+        if w.kind in DELAY_KINDS and overlaps(w, start, end, end_of_run):
+            delay_ms += 2 * (
+                float(w.params.get("latency_ms", 0) or 0) + float(w.params.get("jitter_ms", 0) or 0)
+            )
+    return delay_ms / 1000.0
+
+
 def disturbed(
     history: History,
     obs: Observations,
@@ -209,9 +226,11 @@ def disturbed(
     end: float,
     include_backend: bool = False,
     include_failpoints: bool = True,
+    include_delays: bool = False,
 ) -> list[dict[str, Any]]:
     """Faults or process actions in force during [start, end]: what excuses a late or missing
-    answer. Backend (S3) faults excuse nothing unless asked: a server must ride them out.
+    answer. Delay-only faults (latency, jitter) excuse nothing unless asked: use `fault_delay_s`
+    to widen the bound by what they add. Backend (S3) faults excuse nothing unless asked: a server must ride them out.
     Failpoints (server-side failures switched on) excuse unless the check is about how the
     server handles its own failures (it must then end streams properly, say so, and so on)."""
     end_of_run = history.now()
@@ -219,6 +238,7 @@ def disturbed(
         {"fault": w.id, "kind": w.kind, "target": w.target}
         for w in history.faults
         if overlaps(w, start, end, end_of_run)
+        and (include_delays or w.kind not in DELAY_KINDS)
         and (include_backend or not is_backend_fault(w))
         and (include_failpoints or not is_failpoint(w))
     ]

@@ -40,9 +40,17 @@ def test_footer_counts_disagreeing_with_what_was_sent_fail() -> None:
     assert run(s, "stream-completeness").status == "fail"
 
 
+def test_latency_alone_does_not_excuse_a_cut_stream() -> None:
+    s = Script()
+    s.fault("latency", "proxy-a", 0.0, 5.0)  # delays bytes; it never cuts a connection
+    s.at(1.0)
+    s.op("a", OpName.HTTP_SNAPSHOT, "info", result=_outcome("disconnected"), error="disconnected")
+    assert run(s, "stream-completeness").status == "fail"
+
+
 def test_stream_cut_during_a_network_fault_is_excused_and_gives_unknown_alone() -> None:
     s = Script()
-    s.fault("latency", "proxy-a", 0.0, 5.0)
+    s.fault("reset_peer", "proxy-a", 0.0, 5.0)
     s.at(1.0)
     s.op("a", OpName.HTTP_SNAPSHOT, "info", result=_outcome("disconnected"), error="disconnected")
     assert run(s, "stream-completeness").status == "unknown"

@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
         "defaults.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    commands.add_parser("bugs", help="list the catalogued bugs that `serve --bug ID` re-introduces")
     serve.add_argument(
         "--config", type=Path, help="config file (.toml, .json or .yaml) with option names as keys"
     )

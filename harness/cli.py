@@ -62,6 +62,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     _run_options(suite)
 
+    verify = commands.add_parser(
+        "verify", help="the detection matrix: each bug scenario with and without its bug"
+    )
+    verify.add_argument(
+        "--bug", action="append", default=[], metavar="ID", help="only these bugs (default: all)"
+    )
+    verify.add_argument("--jobs", type=int, default=2, help="runs at a time (each in its own environment)")
+    verify.add_argument(
+        "--repeat", type=int, default=1, help="runs without the bug, per scenario (false alarms)"
+    )
+    verify.add_argument(
+        "--dir", type=Path, default=DEFAULT_SUITE_DIR / "bugs", help="folder of bug scenarios"
+    )
+    verify.add_argument("--seed", type=int, help="override every scenario's seed")
+    verify.add_argument("--report-dir", type=Path, default=DEFAULT_REPORT_DIR)
+
     listing = commands.add_parser("list", help="list scenarios, checks and faults")
     listing.add_argument("--dir", type=Path, default=DEFAULT_SUITE_DIR)
     listing.add_argument("--json", action="store_true", help="as JSON")
@@ -87,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             return _list(args, console)
+        if args.command == "verify":
+            return _verify(args, console)
         files = sorted(args.dir.glob("*.yaml")) if args.command == "suite" else args.files
         if not files:
             console.error(f"harness: no scenario files in {args.dir}")
@@ -130,6 +148,22 @@ async def _run_files(files: list[Path], args: argparse.Namespace, console: Conso
     return worst
 
 
+def _verify(args: argparse.Namespace, console: Console) -> int:
+    from harness.verify import verify
+
+    if args.jobs < 1 or args.repeat < 1:
+        console.error("harness: --jobs and --repeat must be at least 1")
+        return 2
+    try:
+        ok, _ = asyncio.run(
+            verify(args.dir, args.bug, args.jobs, args.repeat, args.report_dir, console.line, args.seed)
+        )
+    except FileNotFoundError as exc:
+        console.error(f"harness: {exc}")
+        return 2
+    return 0 if ok else 1
+
+
 def _list(args: argparse.Namespace, console: Console) -> int:
     from harness.checks.registry import load_all
     from harness.faults.registry import fault_catalog, format_fault_catalog
@@ -137,7 +171,7 @@ def _list(args: argparse.Namespace, console: Console) -> int:
 
     checks = load_all()
     scenarios: list[dict[str, Any]] = []
-    for path in sorted(args.dir.glob("**/*.yaml")):
+    for path in [*sorted(args.dir.glob("*.yaml")), *sorted(args.dir.glob("bugs/*.yaml"))]:
         try:
             loaded = load_scenario(path)
             scenarios.append(

@@ -90,19 +90,17 @@ class History:
         self.ops.append(op)
         return op
 
-    def complete(
-        self, invoked: Op, type: OpType, value: Any = None, error: str | None = None
-    ) -> Op:
+    def complete(self, invoked: Op, type: OpType, value: Any = None, error: str | None = None) -> Op:
         assert type != "invoke", "a completion is ok, fail or info"
         op = Op(next(self._index), invoked.process, type, invoked.f, self.now(), value, error, invoked.op_id)
         self.ops.append(op)
         return op
 
     # observations ---------------------------------------------------------------------------
-    def message(
-        self, process: str, direction: Literal["recv", "send"], payload: dict[str, Any]
-    ) -> Message:
-        msg = Message(next(self._index), process, direction, str(payload.get("type", "?")), self.now(), payload)
+    def message(self, process: str, direction: Literal["recv", "send"], payload: dict[str, Any]) -> Message:
+        msg = Message(
+            next(self._index), process, direction, str(payload.get("type", "?")), self.now(), payload
+        )
         self.messages.append(msg)
         return msg
 
@@ -139,7 +137,9 @@ class History:
     def processes(self) -> list[str]:
         seen: dict[str, None] = {}
         for process in itertools.chain(
-            (o.process for o in self.ops), (m.process for m in self.messages), (e.process for e in self.events)
+            (o.process for o in self.ops),
+            (m.process for m in self.messages),
+            (e.process for e in self.events),
         ):
             seen.setdefault(process, None)
         return list(seen)

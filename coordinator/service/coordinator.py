@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -60,6 +61,11 @@ class Persistence(Protocol):
 
     def describe(self) -> dict[str, Any]: ...
 
+    async def check_backend(self) -> str:
+        """Ask the object store itself how it is ("ok" or "degraded"); only a buggy heartbeat
+        (heartbeat-stalls-on-backend) waits on this."""
+        ...
+
 
 class CoordinatorService:
     def __init__(
@@ -89,7 +95,7 @@ class CoordinatorService:
             self.failpoints,
             self.metrics,
         )
-        self.databases = DatabaseRegistry()
+        self.databases = DatabaseRegistry(self.bugs)
         self.sessions: dict[str, Session] = {}
         self.persistence: Persistence | None = None
         self.backend_state = "ok"
@@ -111,6 +117,22 @@ class CoordinatorService:
             "resume_snapshot": (self._resume_snapshot, E.SNAPSHOT_ERROR),
             "ping": (self._ping, E.MESSAGE_ERROR),
         }
+        self._queue_limits = (config.send_queue_messages, config.send_queue_bytes)
+        if self.bugs.on("presence-wrong-timestamps"):
+            self._presence_of = self._presence_of_with_presence_wrong_timestamps  # type: ignore[method-assign]
+        if self.bugs.on("presence-stale-leave"):
+            self._leave_database = self._leave_database_with_presence_stale_leave  # type: ignore[method-assign]
+        if self.bugs.on("thundering-herd"):
+            self._changes_to_broadcast = self._changes_to_broadcast_with_thundering_herd  # type: ignore[method-assign]
+        if self.bugs.on("silent-slow-client-drop"):
+            self._drop_slow = self._drop_slow_with_silent_slow_client_drop  # type: ignore[method-assign]
+        if self.bugs.on("unbounded-send-queue"):
+            self._queue_limits = (sys.maxsize, sys.maxsize)
+            self._publish = self._publish_with_unbounded_send_queue  # type: ignore[method-assign]
+        if self.bugs.on("heartbeat-stalls-on-backend"):
+            self._heartbeat_loop = self._heartbeat_loop_with_heartbeat_stalls_on_backend  # type: ignore[method-assign]
+        if self.bugs.on("shutdown-without-notice"):
+            self._announce_shutdown = self._announce_shutdown_with_shutdown_without_notice  # type: ignore[method-assign]
 
     # lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -150,6 +172,17 @@ class CoordinatorService:
         if self._heartbeat_task is not None:
             self._heartbeat_task.cancel()
             await asyncio.gather(self._heartbeat_task, return_exceptions=True)
+        self._announce_shutdown()
+        await self._wait_idle(deadline)
+        for session in list(self.sessions.values()):
+            session.close(E.CLOSE_GOING_AWAY, "server shutdown")
+        if self.persistence is not None:
+            await self.persistence.shutdown(deadline - self.clock.monotonic())
+        await self.stores.shutdown()
+        self.log.info("shutdown_complete", inflight=self.inflight)
+
+    def _announce_shutdown(self) -> None:
+        """Tell every session the server is going away, before any socket is closed."""
         notice = M.notice(
             "SERVER_SHUTDOWN",
             "critical",
@@ -160,13 +193,10 @@ class CoordinatorService:
         )
         for session in list(self.sessions.values()):
             session.offer(notice)
-        await self._wait_idle(deadline)
-        for session in list(self.sessions.values()):
-            session.close(E.CLOSE_GOING_AWAY, "server shutdown")
-        if self.persistence is not None:
-            await self.persistence.shutdown(deadline - self.clock.monotonic())
-        await self.stores.shutdown()
-        self.log.info("shutdown_complete", inflight=self.inflight)
+
+    def _announce_shutdown_with_shutdown_without_notice(self) -> None:
+        """BUG shutdown-without-notice (BUGS.md): nobody is told; the sockets are simply closed
+        (1001) a moment later, so clients cannot tell a shutdown from a crash."""
 
     async def all_sessions_gone(self) -> None:
         await self._no_sessions.wait()
@@ -198,8 +228,8 @@ class CoordinatorService:
         session = Session(
             connection_id=uuid.uuid4().hex,
             remote=remote,
-            max_messages=self.config.send_queue_messages,
-            max_bytes=self.config.send_queue_bytes,
+            max_messages=self._queue_limits[0],
+            max_bytes=self._queue_limits[1],
             limiter=RateLimiter(
                 self.config.rate_limit_per_s,
                 self.config.rate_limit_burst,
@@ -223,10 +253,7 @@ class CoordinatorService:
             self._no_sessions.set()
         self.metrics.connections.set(len(self.sessions))
         if session.database_id is not None:
-            remaining = self.databases.leave(session)
-            self.metrics.sessions.set(sum(len(s.sessions) for s in self.databases.all()))
-            if remaining is not None:
-                self._announce_presence(remaining)
+            self._leave_database(session)
             self.stores.release(session.database_id)
             self.log.info(
                 "session_end",
@@ -234,6 +261,31 @@ class CoordinatorService:
                 databaseId=session.database_id,
                 siteId=session.site_id_text,
             )
+
+    def _leave_database(self, session: Session) -> None:
+        """Remove the session from its database, then announce the leave to those who remain."""
+        remaining = self.databases.leave(session)
+        self.metrics.sessions.set(sum(len(s.sessions) for s in self.databases.all()))
+        if remaining is not None:
+            self._announce_presence(remaining)
+
+    def _leave_database_with_presence_stale_leave(self, session: Session) -> None:
+        """BUG presence-stale-leave (BUGS.md): the leave's presence is taken before the session is
+        removed and sent from a timer (100 ms later), so it still lists the departed client, and
+        nothing corrects it until the next join."""
+        state = self.databases.get(session.database_id or "")
+        frame = M.presence(state.database_id, self._presence_of(state)) if state is not None else None
+        remaining = self.databases.leave(session)
+        self.metrics.sessions.set(sum(len(s.sessions) for s in self.databases.all()))
+        if remaining is None or frame is None:
+            return
+
+        def announce_later() -> None:
+            for other in list(remaining.sessions.values()):
+                if not other.offer(frame):
+                    self._drop_slow(other)
+
+        asyncio.get_running_loop().call_later(0.1, announce_later)
 
     # dispatch -----------------------------------------------------------------------------
     async def handle_text(self, session: Session, text: str) -> None:
@@ -395,6 +447,7 @@ class CoordinatorService:
             await self.failpoints.hit("storage.write")
             outcome = store.apply(change_sets, self.clock.now_ms())
             self.metrics.storage_writes.inc()
+            pushed = self._changes_to_broadcast(store, outcome)
         finally:
             self.stores.release(database_id)
         self.metrics.applies.inc()
@@ -410,8 +463,53 @@ class CoordinatorService:
                 outcome.skipped,
                 outcome.conflicts,
             )
-        seq = self._broadcast(database_id, sender_site, sender, outcome.applied_sets)
+        seq = await self._publish(database_id, sender_site, sender, pushed)
         return ApplyReport(outcome, seq)
+
+    def _changes_to_broadcast(self, store: DatabaseStore, outcome: ApplyOutcome) -> list[dict[str, Any]]:
+        """What to push: the changes this apply applied, as it returned them (no storage read)."""
+        return outcome.applied_sets
+
+    def _changes_to_broadcast_with_thundering_herd(
+        self, store: DatabaseStore, outcome: ApplyOutcome
+    ) -> list[dict[str, Any]]:
+        """BUG thundering-herd (BUGS.md): every write re-reads the whole database from storage
+        and picks what to push out of it, so each event costs a full load."""
+        self.metrics.storage_reads.inc()
+        everything = store.changes_since(None, None, 1 << 62)
+        applied = {cs["transactionId"]: {c["hlc"] for c in cs["changes"]} for cs in outcome.applied_sets}
+        pushed = []
+        for cs in everything:
+            hlcs = applied.get(cs["transactionId"])
+            if hlcs is not None:
+                pushed.append(dict(cs, changes=[c for c in cs["changes"] if c["hlc"] in hlcs]))
+        return pushed
+
+    async def _publish(
+        self, database_id: str, sender_site: bytes, sender: Session | None, change_sets: list[dict[str, Any]]
+    ) -> int | None:
+        """Broadcast what an apply applied; returns its sequence number. Waits on no recipient."""
+        return self._broadcast(database_id, sender_site, sender, change_sets)
+
+    async def _publish_with_unbounded_send_queue(
+        self, database_id: str, sender_site: bytes, sender: Session | None, change_sets: list[dict[str, Any]]
+    ) -> int | None:
+        """BUG unbounded-send-queue (BUGS.md): session queues have no bound (see `__init__`), and
+        the broadcast awaits each recipient's send in turn: one client that stops reading holds
+        up the push to everyone after it (and the writer's answer), while its queue grows."""
+        state = self.databases.get(database_id)
+        if state is None:
+            return None
+        seq = state.next_seq()
+        frame = M.push_changes(change_sets, seq)
+        self.metrics.broadcasts.inc()
+        for session in list(state.sessions.values()):
+            if session is sender or session.site_id == sender_site:
+                continue
+            await session.put(frame)
+            await session.sent()
+            self.metrics.broadcast_deliveries.inc()
+        return seq
 
     def _broadcast(
         self, database_id: str, sender_site: bytes, sender: Session | None, change_sets: list[dict[str, Any]]
@@ -473,10 +571,23 @@ class CoordinatorService:
 
     # broadcast side channels ----------------------------------------------------------------
     def _announce_presence(self, state: DatabaseState) -> None:
-        frame = M.presence(state.database_id, state.presence())
+        frame = M.presence(state.database_id, self._presence_of(state))
         for session in list(state.sessions.values()):
             if not session.offer(frame):
                 self._drop_slow(session)
+
+    def _presence_of(self, state: DatabaseState) -> list[dict[str, Any]]:
+        """Each session with the time it joined and the time of its last message."""
+        return state.presence()
+
+    def _presence_of_with_presence_wrong_timestamps(self, state: DatabaseState) -> list[dict[str, Any]]:
+        """BUG presence-wrong-timestamps (BUGS.md): `lastSeen` is the time this list is built, and
+        `joinedAt` the time the session's record last changed (its last message), not its join."""
+        now = self.clock.now_ms()
+        return [
+            dict(entry, joinedAt=s.last_seen_ms, lastSeen=now)
+            for entry, s in zip(state.presence(), state.sessions.values(), strict=True)
+        ]
 
     def _drop_slow(self, session: Session) -> None:
         if session.closing:
@@ -496,6 +607,12 @@ class CoordinatorService:
             severity="warning",
         )
 
+    def _drop_slow_with_silent_slow_client_drop(self, session: Session) -> None:
+        """BUG silent-slow-client-drop (BUGS.md): the session whose queue is full is closed without
+        a word: no SLOW_CLIENT notice, no log, no metric."""
+        if not session.closing:
+            session.close(E.CLOSE_NORMAL, "", discard_queue=True)
+
     def _drop(
         self, session: Session, code: str, message: str, close_code: int, severity: str = "error"
     ) -> None:
@@ -511,10 +628,25 @@ class CoordinatorService:
                 self._drop_slow(session)
 
     async def _heartbeat_loop(self) -> None:
-        """Its own task, touching only memory: heartbeats go on whatever storage is doing."""
+        """Its own task, touching only memory: heartbeats go on whatever storage is doing. Rounds
+        keep to a fixed schedule, so one late round (a long GC pause) does not delay the next."""
+        interval = self.config.heartbeat_interval_ms / 1000.0
+        next_round = self.clock.monotonic() + interval
+        while True:
+            await self.clock.sleep(max(0.0, next_round - self.clock.monotonic()))
+            self.send_heartbeats()
+            next_round += interval
+            if next_round < self.clock.monotonic():  # more than a whole interval late: skip ahead
+                next_round = self.clock.monotonic() + interval
+
+    async def _heartbeat_loop_with_heartbeat_stalls_on_backend(self) -> None:
+        """BUG heartbeat-stalls-on-backend (BUGS.md): each round first asks the object store how it
+        is and waits for the answer, so while the store hangs no heartbeat goes out."""
         interval = self.config.heartbeat_interval_ms / 1000.0
         while True:
             await self.clock.sleep(interval)
+            if self.persistence is not None:
+                self.backend_state = await self.persistence.check_backend()
             self.send_heartbeats()
 
     def send_heartbeats(self) -> None:

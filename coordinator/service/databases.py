@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from coordinator.ops.bugs import Bugs
 from coordinator.service.session import Session
 
 
@@ -35,8 +36,10 @@ class DatabaseState:
 
 
 class DatabaseRegistry:
-    def __init__(self) -> None:
+    def __init__(self, bugs: Bugs | None = None) -> None:
         self._states: dict[str, DatabaseState] = {}
+        if bugs is not None and bugs.on("state-leak"):
+            self.leave = self._leave_with_state_leak  # type: ignore[method-assign]
 
     def join(self, session: Session) -> DatabaseState:
         assert session.database_id is not None
@@ -57,6 +60,17 @@ class DatabaseRegistry:
             del self._states[session.database_id]
             return None
         return state
+
+    def _leave_with_state_leak(self, session: Session) -> DatabaseState | None:
+        """BUG state-leak (BUGS.md): the database's state (sessions map, sequence, its share of
+        every heartbeat round) is kept after its last session leaves, for every database ever
+        used."""
+        if session.database_id is None:
+            return None
+        state = self._states.get(session.database_id)
+        if state is None or state.sessions.pop(session.connection_id, None) is None:
+            return None
+        return state if state.sessions else None
 
     def get(self, database_id: str) -> DatabaseState | None:
         return self._states.get(database_id)

@@ -10,6 +10,7 @@ heartbeats, report a bad configuration on /ready, and flush on shutdown.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,13 @@ class ObjectStoreBridge:
         assert config.s3_bucket is not None
         self.service = service
         self.log = EventLog()
+        bugs = service.bugs
+        if bugs.on("backend-failure-silent"):
+            self._on_backend_state = self._on_backend_state_with_backend_failure_silent  # type: ignore[method-assign]
+        if bugs.on("backend-crash-on-open"):
+            self.restore = self._restore_with_backend_crash_on_open  # type: ignore[method-assign]
+        if bugs.on("shutdown-loses-writes"):
+            self.shutdown = self._shutdown_with_shutdown_loses_writes  # type: ignore[method-assign]
         self.persistence = ObjectStorePersistence(
             S3Config(
                 bucket=config.s3_bucket,
@@ -62,6 +70,7 @@ class ObjectStoreBridge:
             on_backend_state=self._on_backend_state,
             metrics=_MetricsSink(service.metrics),
             rng=random.Random(config.failpoint_seed),
+            bugs=bugs,
         )
         self._clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
@@ -118,6 +127,17 @@ class ObjectStoreBridge:
             result = await self.persistence.flush(max(0.0, deadline_s))
             level = self.log.info if result.complete else self.log.warning
             level("s3_flush", uploaded=result.uploaded, remaining=result.remaining, reason=result.reason)
+        await self.persistence.close()
+
+    async def _shutdown_with_shutdown_loses_writes(self, deadline_s: float) -> None:
+        """BUG shutdown-loses-writes (BUGS.md): the process stops without flushing: batches still
+        waiting for their upload are abandoned at exit."""
+        if self._timer is not None:
+            self._timer.cancel()
+            await asyncio.gather(self._timer, return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.persistence.close()
 
     # the service's calls ------------------------------------------------------------------------
@@ -181,8 +201,22 @@ class ObjectStoreBridge:
             fromOutbox=image.from_outbox,
         )
 
+    async def _restore_with_backend_crash_on_open(self, database_id: str, store: DatabaseStore) -> None:
+        """BUG backend-crash-on-open (BUGS.md): a failure of the object store while a store opens is
+        not handled: like an unhandled promise rejection in Node, it takes the process down."""
+        try:
+            await ObjectStoreBridge.restore(self, database_id, store)
+        except StoreUnavailable as exc:
+            self.log.error("unhandled_error", databaseId=database_id, error=str(exc))
+            os._exit(1)
+
     def describe(self) -> dict[str, Any]:
         return self.persistence.stats()
+
+    async def check_backend(self) -> str:
+        """Ask the object store itself, now, whether it answers (only the heartbeat of the
+        heartbeat-stalls-on-backend bug waits on this)."""
+        return "ok" if await self.persistence.ping() else "degraded"
 
     # backend state ----------------------------------------------------------------------------
     def _on_backend_state(self, old: BackendState, new: BackendState, reason: str) -> None:
@@ -202,3 +236,10 @@ class ObjectStoreBridge:
             self.service.notify_all(
                 "BACKEND_RECOVERED", "info", "storage", "object store recovered", {"state": new.value}
             )
+
+    def _on_backend_state_with_backend_failure_silent(
+        self, old: BackendState, new: BackendState, reason: str
+    ) -> None:
+        """BUG backend-failure-silent (BUGS.md): the breaker's transitions are only logged; clients
+        are never told (no BACKEND_UNAVAILABLE / BACKEND_RECOVERED, heartbeats keep saying "ok")."""
+        self.log.warning("backend_state", old=old.value, new=new.value, reason=reason)

@@ -100,6 +100,13 @@ class Session:
         self.queued_bytes += len(frame)
         self._wakeup.set()
 
+    async def sent(self) -> None:
+        """Wait until the writer has taken everything queued (only the broadcast of the
+        unbounded-send-queue bug waits on a recipient like this)."""
+        while self.queue and not self.closing:
+            self._room.clear()
+            await self._room.wait()
+
     def close(
         self, code: int, reason: str = "", last_frame: str | None = None, discard_queue: bool = False
     ) -> None:

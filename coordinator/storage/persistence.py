@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from coordinator.ops.bugs import Bugs
 from coordinator.storage.circuit_breaker import BackendState, CircuitBreaker
 from coordinator.storage.outbox import BATCH, SNAPSHOT, Outbox, OutboxEntry
 from coordinator.storage.s3_store import (
@@ -193,6 +194,7 @@ class ObjectStorePersistence:
         metrics: MetricsSink | None = None,
         rng: random.Random | None = None,
         client: S3Client | None = None,
+        bugs: Bugs | None = None,
     ) -> None:
         self.config = config
         self._clock = clock
@@ -219,6 +221,12 @@ class ObjectStorePersistence:
         self._closed = False
         self.last_error: str | None = None
         self.config_error: str | None = None
+        self._direct: set[asyncio.Task[Any]] = set()
+        bugs = bugs if bugs is not None else Bugs()
+        if bugs.on("no-circuit-breaker"):
+            self.record_batch = self._record_batch_with_no_circuit_breaker  # type: ignore[method-assign]
+        if bugs.on("outage-loses-writes"):
+            self._upload_failed = self._upload_failed_with_outage_loses_writes  # type: ignore[method-assign]
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -287,7 +295,11 @@ class ObjectStorePersistence:
         if self._closed:
             return
         self._closed = True
-        tasks = [t for t in (self._runner, self._probe_task, *self._inflight.values()) if t is not None]
+        tasks = [
+            t
+            for t in (self._runner, self._probe_task, *self._inflight.values(), *self._direct)
+            if t is not None
+        ]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -329,6 +341,32 @@ class ObjectStorePersistence:
         self._counters.recorded[BATCH] += 1
         self._queued(database_id)
         return entry.object_key
+
+    def _record_batch_with_no_circuit_breaker(
+        self,
+        database_id: str,
+        client_site_id: str,
+        change_sets: list[dict[str, Any]],
+        applied: int,
+        skipped: int,
+        conflicts: int,
+    ) -> str | None:
+        """BUG no-circuit-breaker (BUGS.md): every apply also uploads its batch to the object store
+        at once, whatever the store did before: during an outage each apply calls it again."""
+        key = ObjectStorePersistence.record_batch(
+            self, database_id, client_site_id, change_sets, applied, skipped, conflicts
+        )
+        entry = next((e for e in self._outbox.pending(database_id) if e.object_key == key), None)
+        if entry is not None:
+            task = asyncio.create_task(
+                self._attempt(
+                    "put_object", self._client.put_object, entry.object_key, entry.body, "application/json"
+                ),
+                name=f"s3-direct-{database_id}",
+            )
+            self._direct.add(task)
+            task.add_done_callback(self._direct.discard)
+        return key
 
     def note_applied(self, database_id: str, applied: int) -> bool:
         """Count applied changes; True (once, then the count restarts) when a snapshot is due:
@@ -570,9 +608,7 @@ class ObjectStorePersistence:
                 "put_object", self._client.put_object, entry.object_key, entry.body, content_type
             )
             if failure is not None:
-                self._outbox.mark_failed(entry.seq, failure.message)
-                upload.failures += 1
-                upload.retry_at = self._clock.monotonic() + self._backoff(upload.failures)
+                self._upload_failed(entry, upload, failure)
                 return
             self._outbox.remove(entry.seq)
             upload.failures = 0
@@ -590,6 +626,28 @@ class ObjectStorePersistence:
             self._inflight.pop(database_id, None)
             self._wake.set()
             self._progress.set()
+
+    def _upload_failed(self, entry: OutboxEntry, upload: _DatabaseUpload, failure: S3Failure) -> None:
+        """The entry stays at the head of its database's queue and is retried after a backoff."""
+        self._outbox.mark_failed(entry.seq, failure.message)
+        upload.failures += 1
+        upload.retry_at = self._clock.monotonic() + self._backoff(upload.failures)
+
+    def _upload_failed_with_outage_loses_writes(
+        self, entry: OutboxEntry, upload: _DatabaseUpload, failure: S3Failure
+    ) -> None:
+        """BUG outage-loses-writes (BUGS.md): a failed upload is given up at once: the batch leaves
+        the outbox and never reaches the object store."""
+        log.warning("S3 upload of %s failed, dropped: %s", entry.object_key, failure.message)
+        self._outbox.remove(entry.seq)
+
+    async def ping(self) -> bool:
+        """One call to the object store, now, past the breaker: True when it answered."""
+        try:
+            await self._timed("validate", self._client.validate)
+        except _CallFailed:
+            return False
+        return True
 
     async def _probe(self) -> None:
         try:

@@ -16,6 +16,7 @@ from pathlib import Path
 import uvicorn
 
 from coordinator.config import CoordinatorConfig
+from coordinator.ops.gc_tuning import GcTuner
 from coordinator.ops.logging import EventLog
 from coordinator.service.coordinator import CoordinatorService
 from coordinator.transport.app import CoordinatorApp
@@ -77,6 +78,9 @@ async def serve(config: CoordinatorConfig, service: CoordinatorService, sock: so
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await service.start()
+    tuner = GcTuner(service.clock, lambda: len(service.sessions))
+    tuner.freeze_startup()
+    gc_task = asyncio.create_task(tuner.run(), name="gc-tuning")
     serving = asyncio.create_task(server.serve(sockets=[sock]), name="uvicorn")
     while not server.started:
         if serving.done():
@@ -89,6 +93,7 @@ async def serve(config: CoordinatorConfig, service: CoordinatorService, sock: so
     log.info("listening", host=host, port=port, basePath=config.base_path, pid=os.getpid())
     stop_wait = asyncio.create_task(stop.wait())
     await asyncio.wait({serving, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+    gc_task.cancel()
     await service.shutdown()  # a second signal meanwhile only sets the event again
     await _wait_sessions_closed(service, config.drain_timeout_ms / 1000.0)
     server.should_exit = True

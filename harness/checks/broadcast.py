@@ -45,13 +45,18 @@ def broadcast_delivery(history: History, obs: Observations, params: dict[str, An
             continue  # it left (or was dropped) before the bound
         if conn.paused_during(sent, sent + bound):
             continue
-        if params["excuse_faults"] and disturbed(history, obs, sent, sent + bound, include_failpoints=False):
+        involved = (delivery.apply.process, conn.process)
+        if params["excuse_faults"] and disturbed(
+            history, obs, sent, sent + bound, include_failpoints=False, processes=involved
+        ):
             continue
         judged += 1
         latency = delivery.latency
         if latency is None or latency > bound:
             op_id = delivery.apply.invoked.op_id
-            failpoint_on = disturbed(history, obs, sent, sent + bound) and params["excuse_faults"]
+            failpoint_on = (
+                disturbed(history, obs, sent, sent + bound, processes=involved) and params["excuse_faults"]
+            )
             if failpoint_on and excused_misses.get(op_id, 0) < int(params["failpoint_misses_per_write"]):
                 excused_misses[op_id] = excused_misses.get(op_id, 0) + 1
                 continue

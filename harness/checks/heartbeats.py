@@ -46,7 +46,7 @@ def heartbeat_continuity(history: History, obs: Observations, params: dict[str, 
                 worst = max(worst, gap)
                 continue
             if conn.paused_during(before, after) or disturbed(
-                history, obs, before, after, include_failpoints=False
+                history, obs, before, after, include_failpoints=False, processes=(conn.process,)
             ):
                 continue
             violations.append(

@@ -227,18 +227,22 @@ def disturbed(
     include_backend: bool = False,
     include_failpoints: bool = True,
     include_delays: bool = False,
+    processes: Iterable[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Faults or process actions in force during [start, end]: what excuses a late or missing
     answer. Delay-only faults (latency, jitter) excuse nothing unless asked: use `fault_delay_s`
-    to widen the bound by what they add. Backend (S3) faults excuse nothing unless asked: a server must ride them out.
+    to widen the bound by what they add. With `processes`, a fault on one client's own proxy
+    (target `client:<id>`) only disturbs that client. Backend (S3) faults excuse nothing unless asked: a server must ride them out.
     Failpoints (server-side failures switched on) excuse unless the check is about how the
     server handles its own failures (it must then end streams properly, say so, and so on)."""
     end_of_run = history.now()
+    involved = set(processes) if processes is not None else None
     found: list[dict[str, Any]] = [
         {"fault": w.id, "kind": w.kind, "target": w.target}
         for w in history.faults
         if overlaps(w, start, end, end_of_run)
         and (include_delays or w.kind not in DELAY_KINDS)
+        and (involved is None or not w.target.startswith("client:") or w.target[7:] in involved)
         and (include_backend or not is_backend_fault(w))
         and (include_failpoints or not is_failpoint(w))
     ]

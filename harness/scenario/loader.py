@@ -154,7 +154,7 @@ class _Validator:
         return Scenario(
             name=self.get(data, "name", (), str, self.path.stem),
             path=str(self.path),
-            description=self.get(data, "description", (), str, ""),
+            description=self.get(data, "description", (), str, "").strip(),
             seed=seed if seed_override is None else seed_override,
             duration_s=duration,
             target=self.target(data.get("target") or {}),

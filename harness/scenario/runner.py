@@ -100,8 +100,11 @@ def check_bounds(scenario: Scenario) -> dict[str, dict[str, Any]]:
     out = {name: dict(bounds) for name, bounds in scenario.checks.items()}
     options = scenario.target.coordinator_options if scenario.target.bundled else {}
     hb = options.get("heartbeat_interval_ms")
-    if "heartbeat-continuity" in out and hb is not None:
-        out["heartbeat-continuity"].setdefault("interval_s", float(hb) / 1000.0)
+    if hb is not None:
+        if "heartbeat-continuity" in out:
+            out["heartbeat-continuity"].setdefault("interval_s", float(hb) / 1000.0)
+        if "degradation-announced" in out:
+            out["degradation-announced"].setdefault("heartbeat_interval_s", float(hb) / 1000.0)
     idle = options.get("idle_store_timeout_ms")
     if "leaked-resources" in out and idle is not None:
         out["leaked-resources"].setdefault("settle_s", float(idle) / 1000.0 + 2.0)

@@ -206,10 +206,10 @@ class Script:
         return self
 
     # faults -------------------------------------------------------------------------------------
-    def fault(self, kind: str, target: str, start: float, end: float | None) -> FaultWindow:
+    def fault(self, kind: str, target: str, start: float, end: float | None, **params: Any) -> FaultWindow:
         saved = self.t
         self.t = start
-        window = self.history.fault_started(kind, target, {})
+        window = self.history.fault_started(kind, target, params)
         if end is not None:
             self.t = end
             self.history.fault_ended(window)

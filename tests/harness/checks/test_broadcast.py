@@ -171,3 +171,28 @@ def test_misses_under_a_failpoint_must_be_made_visible() -> None:
     assert run(s, "failure-visibility").status == "fail"
     s.obs.metrics[-1] = Sample(10.0, _metrics(1))
     assert run(s, "failure-visibility").status == "pass"
+
+
+def test_a_fault_on_one_clients_own_proxy_excuses_only_that_client() -> None:
+    s = _fanout(False)
+    s.fault("proxy_down", "client:b", 0.5, 9.0)  # b is cut off; c is not, and still misses pushes
+    result = run(s, "broadcast-delivery", delivery_bound_s=2.0)
+    assert result.status == "fail" and {e["recipient"] for e in result.evidence} == {"c"}
+    s2 = _fanout(False)
+    s2.fault("proxy_down", "client:c", 0.5, 9.0)  # now the one that misses them is the one cut off
+    assert run(s2, "broadcast-delivery", delivery_bound_s=2.0).status == "pass"
+
+
+def test_latency_widens_the_delivery_bound_instead_of_excusing() -> None:
+    s = Script()
+    s.at(0.0).connect("w").connect("b")
+    s.fault("latency", "client", 0.5, 9.0, latency_ms=500)
+    s.at(1.0)
+    cs = s.change_set("w")
+    s.apply("w", [cs], seq=1)
+    s.at(3.5).push("b", [cs], seq=1)  # 2.5 s late: within 2 s + 2 x 0.5 s of added latency
+    s.at(10.0)
+    assert run(s, "broadcast-delivery", delivery_bound_s=2.0).status == "pass"
+    missing = _fanout(False)
+    missing.fault("latency", "client", 0.5, 9.0, latency_ms=500)
+    assert run(missing, "broadcast-delivery", delivery_bound_s=2.0).status == "fail"

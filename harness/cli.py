@@ -95,6 +95,13 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--keep-logs", action="store_true", help="keep the environment's process logs in the report"
     )
+    p.add_argument(
+        "--bug",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="re-introduce a catalogued bug in the bundled coordinator (COORDINATOR_BUGS), repeatable",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,7 +136,11 @@ async def _run_files(files: list[Path], args: argparse.Namespace, console: Conso
     worst = 0
     for scenario in scenarios:
         options = RunOptions(
-            target_url=args.target, token=args.token, admin_token=args.admin_token, progress=console.line
+            target_url=args.target,
+            token=args.token,
+            admin_token=args.admin_token,
+            progress=console.line,
+            bugs=list(args.bug),
         )
         if args.keep_logs:
             options.run_dir = args.report_dir / "logs" / scenario.name

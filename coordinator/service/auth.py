@@ -8,6 +8,8 @@ import hmac
 import re
 from dataclasses import dataclass
 
+from coordinator.ops.bugs import Bugs
+
 DATABASE_ID_RE = re.compile(r"^[A-Za-z0-9_:.-]{1,128}$")
 
 
@@ -55,9 +57,11 @@ def parse_token_spec(spec: str) -> tuple[str, tuple[Grant, ...] | None]:
 
 
 class Authenticator:
-    def __init__(self, token_specs: list[str], admin_token: str | None) -> None:
+    def __init__(self, token_specs: list[str], admin_token: str | None, bugs: Bugs | None = None) -> None:
         self._tokens = dict(parse_token_spec(spec) for spec in token_specs)
         self._admin = admin_token
+        if (bugs or Bugs()).on("missing-authorization"):
+            self.authenticate = self._authenticate_with_missing_authorization  # type: ignore[method-assign]
 
     @property
     def open(self) -> bool:
@@ -73,6 +77,12 @@ class Authenticator:
             if hmac.compare_digest(known.encode(), token.encode()):
                 return Identity(known, grants)
         return None
+
+    def _authenticate_with_missing_authorization(self, token: object) -> Identity | None:
+        """BUG missing-authorization (BUGS.md): the token is checked, its grants are not: any
+        valid token reads and writes every database."""
+        identity = Authenticator.authenticate(self, token)
+        return Identity(identity.token, None) if identity is not None else None
 
     def is_admin(self, authorization: str | None) -> bool:
         if self._admin is None or authorization is None:

@@ -31,7 +31,12 @@ from coordinator.protocol.errors import InvalidPayload, ProtocolError
 from coordinator.service.auth import Authenticator, Identity, valid_database_id
 from coordinator.service.databases import DatabaseRegistry, DatabaseState
 from coordinator.service.session import RateLimiter, Session
-from coordinator.service.snapshots import Checkpoint, decode_checkpoint, snapshot_chunks
+from coordinator.service.snapshots import (
+    Checkpoint,
+    decode_checkpoint,
+    snapshot_chunks,
+    snapshot_chunks_with_snapshot_unserializable,
+)
 from coordinator.service.store_manager import StoreManager, StoreUnavailable
 from coordinator.storage.sqlite_store import ApplyOutcome, DatabaseStore
 
@@ -85,7 +90,7 @@ class CoordinatorService:
         self.bugs = Bugs(config.bugs)
         if self.bugs:
             self.log.warning("bugs_enabled", bugs=sorted(self.bugs.enabled))
-        self.auth = Authenticator(config.tokens, config.admin_token)
+        self.auth = Authenticator(config.tokens, config.admin_token, self.bugs)
         self.server_site_id = _load_server_site_id(config.data_path)
         self.stores = StoreManager(
             config.data_path / "stores",
@@ -94,6 +99,7 @@ class CoordinatorService:
             clock,
             self.failpoints,
             self.metrics,
+            bugs=self.bugs,
         )
         self.databases = DatabaseRegistry(self.bugs)
         self.sessions: dict[str, Session] = {}
@@ -133,6 +139,26 @@ class CoordinatorService:
             self._heartbeat_loop = self._heartbeat_loop_with_heartbeat_stalls_on_backend  # type: ignore[method-assign]
         if self.bugs.on("shutdown-without-notice"):
             self._announce_shutdown = self._announce_shutdown_with_shutdown_without_notice  # type: ignore[method-assign]
+        self.snapshot_chunks = snapshot_chunks
+        if self.bugs.on("snapshot-unserializable"):
+            self.snapshot_chunks = snapshot_chunks_with_snapshot_unserializable
+        if self.bugs.on("ws-snapshot-generic-error"):
+            self._stream_snapshot = self._stream_snapshot_with_ws_snapshot_generic_error  # type: ignore[method-assign]
+        if self.bugs.on("generic-handler-errors"):
+            self._dispatch = self._dispatch_with_generic_handler_errors  # type: ignore[method-assign]
+        if self.bugs.on("resume-snapshot-unhandled"):
+            self._handlers["resume_snapshot"] = (
+                self._resume_snapshot_with_resume_snapshot_unhandled,
+                E.SNAPSHOT_ERROR,
+            )
+        if self.bugs.on("broadcast-error-swallowed"):
+            self._deliver = self._deliver_with_broadcast_error_swallowed  # type: ignore[method-assign]
+        if self.bugs.on("handshake-close-leak"):
+            self._abandon_handshake = self._abandon_handshake_with_handshake_close_leak  # type: ignore[method-assign]
+        if self.bugs.on("handshake-error-no-unregister"):
+            self._unregister = self._unregister_with_handshake_error_no_unregister  # type: ignore[method-assign]
+        if self.bugs.on("broadcast-seq-gap"):
+            self._publish = self._publish_with_broadcast_seq_gap  # type: ignore[method-assign]
 
     # lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -247,7 +273,7 @@ class CoordinatorService:
         """The socket is gone: unregister first, then tell the others (a leave is announced only
         once the session is really removed), then release the store."""
         session.transport_gone()
-        if self.sessions.pop(session.connection_id, None) is None:
+        if not self._unregister(session):
             return
         if not self.sessions:
             self._no_sessions.set()
@@ -261,6 +287,18 @@ class CoordinatorService:
                 databaseId=session.database_id,
                 siteId=session.site_id_text,
             )
+
+    def _unregister(self, session: Session) -> bool:
+        """Forget the session; False if it was not registered (already gone)."""
+        return self.sessions.pop(session.connection_id, None) is not None
+
+    def _unregister_with_handshake_error_no_unregister(self, session: Session) -> bool:
+        """BUG handshake-error-no-unregister (BUGS.md): a session the server itself closed before
+        it authenticated (a refused handshake) is left for the handshake's error path to
+        unregister, and that path never does: it stays registered and counted for good."""
+        if not session.authenticated and session.close_code is not None:
+            return False
+        return self._unregister(session)
 
     def _leave_database(self, session: Session) -> None:
         """Remove the session from its database, then announce the leave to those who remain."""
@@ -322,7 +360,7 @@ class CoordinatorService:
             return
         self._begin()
         try:
-            await handler(session, message)
+            await self._dispatch(handler, session, message)
         except ProtocolError as exc:
             self._fail(session, exc)
         except StoreUnavailable as exc:
@@ -340,6 +378,26 @@ class CoordinatorService:
             self._fail(session, ProtocolError(failure_code, f"{kind} failed: {exc}", fatal=False))
         finally:
             self._end()
+
+    async def _dispatch(self, handler: Handler, session: Session, message: dict[str, Any]) -> None:
+        """Run one handler; its failures are mapped to specific codes by `handle_text`."""
+        await handler(session, message)
+
+    async def _dispatch_with_generic_handler_errors(
+        self, handler: Handler, session: Session, message: dict[str, Any]
+    ) -> None:
+        """BUG generic-handler-errors (BUGS.md): whatever a handler raises (bad base64, a bad HLC,
+        a wrong shape, a storage failure) reaches one catch-all that answers MESSAGE_ERROR: the
+        client's mistakes and the server's faults look alike. Refusals that end the session
+        (a failed handshake) still go out as they are."""
+        try:
+            await handler(session, message)
+        except ProtocolError as exc:
+            if exc.fatal:
+                raise
+            raise ProtocolError(E.MESSAGE_ERROR, f"message failed: {exc.message}", fatal=False) from exc
+        except Exception as exc:
+            raise ProtocolError(E.MESSAGE_ERROR, f"message failed: {exc}", fatal=False) from exc
 
     def _fail(self, session: Session, error: ProtocolError) -> None:
         self.metrics.errors.inc(code=error.code)
@@ -375,7 +433,7 @@ class CoordinatorService:
             raise ProtocolError(E.AUTH_FAILED, "server is shutting down")
         await self.stores.acquire(database_id)
         if session.transport_closed or session.closing:  # the socket went away while the store opened
-            self.stores.release(database_id)
+            self._abandon_handshake(database_id)
             return
         now = self.clock.now_ms()
         session.database_id = database_id
@@ -397,6 +455,16 @@ class CoordinatorService:
             siteId=session.site_id_text,
             remote=session.remote,
         )
+
+    def _abandon_handshake(self, database_id: str) -> None:
+        """The socket closed while the handshake opened the store: give the reference back (the
+        session never joined, so its disconnect has nothing to release)."""
+        self.stores.release(database_id)
+
+    def _abandon_handshake_with_handshake_close_leak(self, database_id: str) -> None:
+        """BUG handshake-close-leak (BUGS.md): the handshake just stops; the reference it took is
+        never given back (the session was not assigned the database, so nobody releases it), and
+        the store can never be closed as idle."""
 
     def _identity(self, session: Session) -> Identity:
         return self.auth.authenticate(session.token) or Identity(None, ())
@@ -521,7 +589,29 @@ class CoordinatorService:
         if state is None:
             return None
         seq = state.next_seq()
-        frame = M.push_changes(change_sets, seq)
+        self._deliver(state, sender_site, sender, M.push_changes(change_sets, seq), seq)
+        return seq
+
+    async def _publish_with_broadcast_seq_gap(
+        self, database_id: str, sender_site: bytes, sender: Session | None, change_sets: list[dict[str, Any]]
+    ) -> int | None:
+        """BUG broadcast-seq-gap (BUGS.md): the next number is read, the push is serialized off
+        the event loop (an await), and only then is the counter stored: concurrent applies that
+        overlap the await take the same number (a repeat) or overwrite each other's."""
+        state = self.databases.get(database_id)
+        if state is None:
+            return None
+        seq = state.seq + 1
+        frame = await asyncio.to_thread(M.push_changes, change_sets, seq)
+        state.seq = seq
+        self._deliver(state, sender_site, sender, frame, seq)
+        return seq
+
+    def _deliver(
+        self, state: DatabaseState, sender_site: bytes, sender: Session | None, frame: str, seq: int
+    ) -> None:
+        """Offer one push to every session of the database but the sender's site. A failed send
+        is logged, counted, and drops that one session (told why); the rest still get it."""
         self.metrics.broadcasts.inc()
         delivered = 0
         for session in list(state.sessions.values()):
@@ -538,7 +628,7 @@ class CoordinatorService:
                 self.log.error(
                     "broadcast_send_failed",
                     sessionId=session.connection_id,
-                    databaseId=database_id,
+                    databaseId=state.database_id,
                     seq=seq,
                     error=str(exc),
                 )
@@ -546,13 +636,40 @@ class CoordinatorService:
                     session, "DELIVERY_FAILED", f"a push could not be delivered: {exc}", E.CLOSE_INTERNAL
                 )
         self.metrics.broadcast_deliveries.inc(delivered)
-        return seq
+
+    def _deliver_with_broadcast_error_swallowed(
+        self, state: DatabaseState, sender_site: bytes, sender: Session | None, frame: str, seq: int
+    ) -> None:
+        """BUG broadcast-error-swallowed (BUGS.md): one try around the whole loop and an empty
+        except: the first failed send ends the broadcast, with no log and no metric, and every
+        recipient after it silently misses the push."""
+        self.metrics.broadcasts.inc()
+        delivered = 0
+        try:
+            for session in list(state.sessions.values()):
+                if session is sender or session.site_id == sender_site:
+                    continue
+                self.failpoints.check("broadcast.send")
+                if not session.offer(frame):
+                    self._drop_slow(session)
+                    continue
+                delivered += 1
+        except Exception:  # the bug: swallowed, nothing logged or counted
+            pass
+        self.metrics.broadcast_deliveries.inc(delivered)
 
     async def _get_snapshot(self, session: Session, message: dict[str, Any]) -> None:
         await self._stream_snapshot(session, None)
 
     async def _resume_snapshot(self, session: Session, message: dict[str, Any]) -> None:
         await self._stream_snapshot(session, decode_checkpoint(message.get("checkpoint")))
+
+    async def _resume_snapshot_with_resume_snapshot_unhandled(
+        self, session: Session, message: dict[str, Any]
+    ) -> None:
+        """BUG resume-snapshot-unhandled (BUGS.md): the message type is declared but has no case
+        of its own: it falls through to the unknown-message answer."""
+        raise ProtocolError(E.UNKNOWN_MESSAGE, "unknown message type 'resume_snapshot'", fatal=False)
 
     async def _stream_snapshot(self, session: Session, checkpoint: Checkpoint | None) -> None:
         assert session.database_id is not None
@@ -562,6 +679,17 @@ class CoordinatorService:
                 self.metrics.snapshot_chunks.inc(transport="ws")
         await session.put(M.SNAPSHOT_COMPLETE)
         self.metrics.snapshots.inc(transport="ws", outcome="complete")
+
+    async def _stream_snapshot_with_ws_snapshot_generic_error(
+        self, session: Session, checkpoint: Checkpoint | None
+    ) -> None:
+        """BUG ws-snapshot-generic-error (BUGS.md): nothing around the stream catches its
+        failures; they reach the catch-all of message handling, which answers MESSAGE_ERROR, so
+        the client cannot tell a failed snapshot from a frame it got wrong."""
+        try:
+            await CoordinatorService._stream_snapshot(self, session, checkpoint)
+        except Exception as exc:
+            raise ProtocolError(E.MESSAGE_ERROR, f"message failed: {exc}", fatal=False) from exc
 
     def snapshot(self, database_id: str, checkpoint: Checkpoint | None = None) -> _SnapshotStream:
         return _SnapshotStream(self, database_id, checkpoint)
@@ -702,7 +830,7 @@ class _SnapshotStream:
     async def __aenter__(self) -> AsyncIterator[dict[str, Any]]:
         self._store = await self._service.stores.acquire(self._database_id)
         self._service.metrics.storage_reads.inc()
-        self._iter = snapshot_chunks(
+        self._iter = self._service.snapshot_chunks(
             self._store, self._service.server_site_id, self._service.failpoints, self._checkpoint
         )
         return self._iter

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.clock import Clock
+from coordinator.ops.bugs import Bugs
 from coordinator.ops.failpoints import Failpoints
 from coordinator.ops.logging import EventLog
 from coordinator.ops.metrics import Metrics
@@ -45,6 +46,7 @@ class StoreManager:
         failpoints: Failpoints,
         metrics: Metrics,
         restorer: Restorer | None = None,
+        bugs: Bugs | None = None,
     ) -> None:
         self._dir = data_dir
         self._max_open = max_open
@@ -60,6 +62,11 @@ class StoreManager:
         self._closed = False
         self._metrics.open_stores.callback = lambda: {(): float(len(self._entries))}
         self.on_close: Callable[[str], None] | None = None  # told when a store closes (per-db state)
+        bugs = bugs or Bugs()
+        if bugs.on("eviction-race"):
+            self._make_room = self._make_room_with_eviction_race  # type: ignore[method-assign]
+        if bugs.on("cleanup-races-shutdown"):
+            self.shutdown = self._shutdown_with_cleanup_races_shutdown  # type: ignore[method-assign]
 
     def set_restorer(self, restorer: Restorer) -> None:
         self._restorer = restorer
@@ -93,13 +100,14 @@ class StoreManager:
                     )
                     pending.exception()  # mark retrieved: waiters (if any) re-raise it themselves
                     raise
+                if not self._closed:
+                    await self._make_room()
                 del self._opening[database_id]
                 if self._closed:
                     store.close()
                     pending.set_exception(StoreUnavailable("the coordinator is shutting down"))
                     pending.exception()
                     raise StoreUnavailable("the coordinator is shutting down")
-                self._evict_for_room()
                 self._entries[database_id] = _Entry(store, 0, self._clock.monotonic())
                 pending.set_result(store)
             else:
@@ -147,7 +155,30 @@ class StoreManager:
             self._close_entry(victim, entry)
             self._metrics.store_evictions.inc()
 
+    async def _make_room(self) -> None:
+        """Evict for the store being opened: synchronous inside, so no reference can be taken
+        between an eviction's check and its close."""
+        self._evict_for_room()
+
+    async def _make_room_with_eviction_race(self) -> None:
+        """BUG eviction-race (BUGS.md): the victim is chosen by its reference count, then flushed
+        (a WAL checkpoint in a worker thread) and only then closed, without looking at the count
+        again: a request that took the store meanwhile has it closed under its feet."""
+        while len(self._entries) >= self._max_open:
+            victim = next((db for db, e in self._entries.items() if e.refs == 0), None)
+            if victim is None:
+                return
+            entry = self._entries[victim]
+            await asyncio.to_thread(entry.store.checkpoint)
+            if self._entries.get(victim) is entry:
+                del self._entries[victim]
+            self._close_entry(victim, entry)
+            self._metrics.store_evictions.inc()
+
     def close_idle(self) -> int:
+        """The cleanup's pass: checkpoint every open store, then close those idle for the timeout."""
+        for entry in self._entries.values():
+            entry.store.checkpoint()
         now = self._clock.monotonic()
         idle = [
             db for db, e in self._entries.items() if e.refs == 0 and now - e.last_used >= self._idle_timeout
@@ -160,13 +191,19 @@ class StoreManager:
     def start_cleanup(self) -> None:
         self._cleanup_task = asyncio.create_task(self._cleanup_loop(), name="store-idle-cleanup")
 
+    @property
+    def _cleanup_interval(self) -> float:
+        return max(0.05, min(self._idle_timeout / 2, 5.0))
+
     async def _cleanup_loop(self) -> None:
-        interval = max(0.05, min(self._idle_timeout / 2, 5.0))
         while not self._closed:
-            await self._clock.sleep(interval)
+            await self._clock.sleep(self._cleanup_interval)
             if self._closed:
                 return
-            self.close_idle()
+            try:
+                self.close_idle()
+            except Exception as exc:  # keep cleaning up; say so
+                self._log.error("store_cleanup_failed", error=str(exc))
 
     async def shutdown(self) -> None:
         """Stop the cleanup first, then close every store: the cleanup never runs into shutdown."""
@@ -178,6 +215,20 @@ class StoreManager:
         while self._entries:
             database_id, entry = self._entries.popitem(last=False)
             self._close_entry(database_id, entry)
+
+    async def _shutdown_with_cleanup_races_shutdown(self) -> None:
+        """BUG cleanup-races-shutdown (BUGS.md): the stores are closed first, and the idle cleanup
+        is stopped only after a grace meant for in-flight work: its pass in between sweeps
+        stores that are already closed (and logs the failure)."""
+        for entry in list(self._entries.values()):
+            entry.store.close()
+        await self._clock.sleep(2 * self._cleanup_interval)  # "let in-flight work see them closed"
+        self._closed = True
+        if self._cleanup_task is not None:
+            self._cleanup_task.cancel()
+            await asyncio.gather(self._cleanup_task, return_exceptions=True)
+            self._cleanup_task = None
+        self._entries.clear()
 
     # observation --------------------------------------------------------------------------
     def describe(self) -> list[dict[str, Any]]:

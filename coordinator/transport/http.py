@@ -21,7 +21,7 @@ from coordinator.protocol.changes import decode_change_sets
 from coordinator.protocol.encoding import decode_hlc, decode_site_id
 from coordinator.protocol.errors import InvalidPayload
 from coordinator.service.auth import Identity, valid_database_id
-from coordinator.service.coordinator import CoordinatorService
+from coordinator.service.coordinator import CoordinatorService, _SnapshotStream
 from coordinator.service.store_manager import StoreUnavailable
 
 
@@ -40,6 +40,8 @@ def _error(status: int, code: str, message: str) -> Response:
 class HttpApi:
     def __init__(self, service: CoordinatorService) -> None:
         self.service = service
+        if service.bugs.on("http-snapshot-truncated"):
+            self._snapshot_lines = self._snapshot_lines_with_http_snapshot_truncated  # type: ignore[method-assign]
 
     def app(self) -> Starlette:
         base = self.service.config.base_path
@@ -219,20 +221,48 @@ class HttpApi:
             self.service.log.error("http_snapshot_failed", databaseId=database_id, error=str(exc))
             return _error(500, E.SNAPSHOT_ERROR, f"snapshot failed: {exc}")
 
-        async def lines() -> AsyncIterator[bytes]:
-            metrics = self.service.metrics
-            try:
-                yield orjson.dumps(first) + b"\n"
-                async for chunk in chunks:
-                    yield orjson.dumps(chunk) + b"\n"
-                    metrics.snapshot_chunks.inc(transport="http")
-                metrics.snapshots.inc(transport="http", outcome="complete")
-            except Exception as exc:  # after the first byte: say so in the stream itself
-                metrics.snapshots.inc(transport="http", outcome="error")
-                self.service.log.error("http_snapshot_failed", databaseId=database_id, error=str(exc))
-                yield orjson.dumps({"error": f"snapshot failed: {exc}", "code": E.SNAPSHOT_ERROR}) + b"\n"
-            finally:
-                await stream.__aexit__(None, None, None)
-                self.service._end()
+        return StreamingResponse(
+            self._snapshot_lines(database_id, stream, chunks, first), media_type="application/x-ndjson"
+        )
 
-        return StreamingResponse(lines(), media_type="application/x-ndjson")
+    async def _snapshot_lines(
+        self,
+        database_id: str,
+        stream: _SnapshotStream,
+        chunks: AsyncIterator[dict[str, Any]],
+        first: dict[str, Any],
+    ) -> AsyncIterator[bytes]:
+        metrics = self.service.metrics
+        try:
+            yield orjson.dumps(first) + b"\n"
+            async for chunk in chunks:
+                yield orjson.dumps(chunk) + b"\n"
+                metrics.snapshot_chunks.inc(transport="http")
+            metrics.snapshots.inc(transport="http", outcome="complete")
+        except Exception as exc:  # after the first byte: say so in the stream itself
+            metrics.snapshots.inc(transport="http", outcome="error")
+            self.service.log.error("http_snapshot_failed", databaseId=database_id, error=str(exc))
+            yield orjson.dumps({"error": f"snapshot failed: {exc}", "code": E.SNAPSHOT_ERROR}) + b"\n"
+        finally:
+            await stream.__aexit__(None, None, None)
+            self.service._end()
+
+    async def _snapshot_lines_with_http_snapshot_truncated(
+        self,
+        database_id: str,
+        stream: _SnapshotStream,
+        chunks: AsyncIterator[dict[str, Any]],
+        first: dict[str, Any],
+    ) -> AsyncIterator[bytes]:
+        """BUG http-snapshot-truncated (BUGS.md): a failure after the first byte just ends the
+        response (the headers are gone, so "nothing more to do"): the client holds a cut NDJSON
+        stream with no error line, indistinguishable from a short snapshot until it counts."""
+        try:
+            yield orjson.dumps(first) + b"\n"
+            async for chunk in chunks:
+                yield orjson.dumps(chunk) + b"\n"
+        except Exception:  # the bug: ended silently
+            return
+        finally:
+            await stream.__aexit__(None, None, None)
+            self.service._end()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import socket
@@ -34,6 +35,16 @@ class _Server(uvicorn.Server):
         import contextlib
 
         return contextlib.nullcontext()
+
+
+class _DenialIsNotAnError(logging.Filter):
+    """Uvicorn logs "returned without completing handshake" at ERROR after an app refuses an
+    upgrade with an HTTP response (the ASGI denial extension, our 503 for the connection limit
+    and during shutdown): its sansio protocol never marks that handshake done. The refusal is
+    deliberate, so the line would only be a false error in our logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "returned without completing handshake" not in record.getMessage()
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -73,6 +84,7 @@ async def serve(config: CoordinatorConfig, service: CoordinatorService, sock: so
         backlog=2048,
     )
     server = _Server(uv_config)
+    logging.getLogger("uvicorn.error").addFilter(_DenialIsNotAnError())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

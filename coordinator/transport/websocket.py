@@ -5,6 +5,7 @@ service: a stalled client only fills its own bounded queue."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from coordinator.ops.logging import EventLog
@@ -20,6 +21,10 @@ Send = Any
 async def websocket_endpoint(service: CoordinatorService, scope: Scope, receive: Receive, send: Send) -> None:
     connect = await receive()
     if connect["type"] != "websocket.connect":
+        # The server stopped before this connection's handshake: answer it anyway, so the
+        # handshake is completed (refused) rather than abandoned mid-way.
+        with contextlib.suppress(Exception):
+            await send({"type": "websocket.close", "code": E.CLOSE_GOING_AWAY})
         return
     reason = service.refuse_reason()
     if reason is not None:

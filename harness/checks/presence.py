@@ -89,7 +89,10 @@ def presence_accuracy(history: History, obs: Observations, params: dict[str, Any
                 continue
             judged += 1
             where = {"leaver": leaver.process, "observer": observer.process, "left_at": leaver.closed_at}
-            after = [m for m in observer.received("presence") if m.time >= leaver.closed_at]
+            # The server may announce the leave before the leaver's own client has finished its
+            # closing handshake: look from a little before the close the client recorded.
+            since = max(leaver.session_at, leaver.closed_at - tol)
+            after = [m for m in observer.received("presence") if m.time >= since]
             if not any(m.time <= deadline and gone not in _ids(m.payload) for m in after):
                 violations.append(where | {"time": deadline, "problem": f"leave not visible within {bound}s"})
             stale = [m for m in after if m.time > deadline and gone in _ids(m.payload)]

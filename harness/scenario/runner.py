@@ -67,8 +67,10 @@ async def run_scenario(scenario: Scenario, options: RunOptions | None = None) ->
     async with Environment(env_config, seeds, history) as env:
         versions.update(env.versions())
         observations.capabilities = dict(REFERENCE_COORDINATOR) if env_config.target == BUNDLED else {}
+        used = {step.fault["kind"] for step in scenario.timeline if step.fault is not None}
         for kind, reason in env.unsupported_faults().items():
-            notes.append(f"cannot cause {kind} here: {reason}")
+            if kind in used or (kind == "network" and used):
+                notes.append(f"cannot cause {kind} here: {reason}")
         await _run_phases(scenario, env, history, observations, seeds, options, notes)
     loop = asyncio.get_running_loop()
     for name, bounds in check_bounds(scenario).items():
@@ -176,7 +178,11 @@ async def _run_phases(
             if not task.done():
                 task.cancel()
                 notes.append("a client behaviour overran its time bound and was cancelled")
-        await asyncio.gather(*behaviours, return_exceptions=True)
+        for (behaviour, _), outcome in zip(
+            clients, await asyncio.gather(*behaviours, return_exceptions=True), strict=True
+        ):
+            if isinstance(outcome, BaseException) and not isinstance(outcome, asyncio.CancelledError):
+                notes.append(f"client {behaviour.client.client_id} ({behaviour.name}) crashed: {outcome!r}")
     finally:
         remaining = started_at + scenario.duration_s - loop.time()
         if remaining > 0 and not nemesis.done():  # faults keep their schedule to the end
@@ -228,11 +234,13 @@ async def _make_clients(
             else:
                 urls = env.client_urls()
             rng = seeds.stream(f"client:{client_id}")
+            token = group.token or options.token or scenario.target.token
             config = ClientConfig(
                 ws_url=urls.ws,
                 http_url=urls.http,
                 database_id=group.database,
-                token=group.token or options.token or scenario.target.token,
+                token=token,
+                token_databases=granted_databases(scenario, token),
             )
             client = SyncClient(client_id, config, history, random.Random(rng.getrandbits(64)))
             behaviour_cls = BEHAVIOURS[group.behaviour]
@@ -245,6 +253,20 @@ async def _make_clients(
                 (behaviour_cls(client=client, rng=rng, duration_s=duration, **params), group.start_at_s)
             )
     return made
+
+
+def granted_databases(scenario: Scenario, token: str | None) -> tuple[str, ...] | None:
+    """The databases a token is granted on the bundled coordinator (from its `tokens` option:
+    TOKEN or TOKEN:DB[=ro],DB...), so tenant isolation can tell an intrusion attempt from an
+    ordinary session. None when unknown or unrestricted."""
+    specs = scenario.target.coordinator_options.get("tokens") if scenario.target.bundled else None
+    if token is None or not isinstance(specs, list):
+        return None
+    for spec in specs:
+        name, sep, grants = str(spec).partition(":")
+        if name == token:
+            return tuple(g.split("=", 1)[0].strip() for g in grants.split(",")) if sep else None
+    return None
 
 
 def _coerce_params(cls: type[Behaviour], group: ClientGroup) -> dict[str, Any]:

@@ -27,6 +27,11 @@ ABNORMAL_CLOSES = (None, 1006, 1011)
     metric_pattern=Param(r"(?i)(error|fail)", "regex of metric names that count failures"),
     log_pattern=Param(r"(?i)(\berror\b|\bfailed\b|exception)", "regex of log lines that report a failure"),
     delivery_bound_s=Param(5.0, "a push not received within this bound counts as a failed delivery"),
+    injection_pattern=Param(
+        r"(?i)failpoint",
+        "metric series and log lines matching this record a fault being injected, not the server "
+        "reporting a failure of its own: they never count as making a failure visible",
+    ),
 )
 def failure_visibility(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
     name = "failure-visibility"
@@ -72,10 +77,13 @@ def failure_visibility(history: History, obs: Observations, params: dict[str, An
         return unknown(name, "no /metrics sample after the first failure", params, failures)
     baseline = matching_series(before[-1].data, pattern) if before else {}
     final = matching_series(after[-1].data, pattern)
-    moved = {k: v for k, v in final.items() if v > baseline.get(k, 0.0)}
+    injection = re.compile(str(params["injection_pattern"]))
+    moved = {k: v for k, v in final.items() if v > baseline.get(k, 0.0) and not injection.search(k)}
     log_regex = re.compile(str(params["log_pattern"]))
     logged = [
-        line.text[:200] for line in obs.logs if line.time >= first_failure and log_regex.search(line.text)
+        line.text[:200]
+        for line in obs.logs
+        if line.time >= first_failure and log_regex.search(line.text) and not injection.search(line.text)
     ]
     if moved or logged:
         return passed(

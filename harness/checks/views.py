@@ -205,6 +205,11 @@ def is_failpoint(window: FaultWindow) -> bool:
 DELAY_KINDS = frozenset({"latency", "jitter"})
 
 
+def is_failpoint_delay(window: FaultWindow) -> bool:
+    """A failpoint that only slows its code path (mode delay), failing nothing."""
+    return is_failpoint(window) and str(window.params.get("mode", "error")).lower() == "delay"
+
+
 def fault_delay_s(history: History, start: float, end: float) -> float:
     """How much later than usual a message may arrive in [start, end] because of delay-only
     faults (latency, jitter): they slow messages by a known amount, they do not lose them, so
@@ -228,13 +233,16 @@ def disturbed(
     include_failpoints: bool = True,
     include_delays: bool = False,
     processes: Iterable[str] | None = None,
+    include_failpoint_delays: bool = True,
 ) -> list[dict[str, Any]]:
     """Faults or process actions in force during [start, end]: what excuses a late or missing
     answer. Delay-only faults (latency, jitter) excuse nothing unless asked: use `fault_delay_s`
     to widen the bound by what they add. With `processes`, a fault on one client's own proxy
     (target `client:<id>`) only disturbs that client. Backend (S3) faults excuse nothing unless asked: a server must ride them out.
     Failpoints (server-side failures switched on) excuse unless the check is about how the
-    server handles its own failures (it must then end streams properly, say so, and so on)."""
+    server handles its own failures (it must then end streams properly, say so, and so on).
+    A failpoint in delay mode only slows the code path it sits in: `include_failpoint_delays`
+    False leaves those out, for checks of failures that a slowdown cannot explain."""
     end_of_run = history.now()
     involved = set(processes) if processes is not None else None
     found: list[dict[str, Any]] = [
@@ -245,6 +253,7 @@ def disturbed(
         and (involved is None or not w.target.startswith("client:") or w.target[7:] in involved)
         and (include_backend or not is_backend_fault(w))
         and (include_failpoints or not is_failpoint(w))
+        and (include_failpoint_delays or not is_failpoint_delay(w))
     ]
     found += [
         {"process": e.kind, "time": e.time}

@@ -95,6 +95,22 @@ def test_server_failure_outside_faults_fails_and_inside_is_excused() -> None:
     assert run(s, "no-spurious-failures").status == "pass"
 
 
+def test_a_delay_failpoint_does_not_excuse_a_server_failure() -> None:
+    s = Script()
+    s.connect("a")
+    s.fault("failpoint", "storage.write", 0.5, 9.0, mode="delay", delay_ms=30)
+    s.at(5.0).op("a", OpName.APPLY, "fail", error="APPLY_CHANGES_ERROR")
+    result = run(s, "no-spurious-failures")
+    assert result.status == "fail" and result.evidence[0]["error"] == "APPLY_CHANGES_ERROR"
+    s.fault("failpoint", "storage.write", 4.0, 6.0, mode="error")  # a failing code path does excuse
+    assert run(s, "no-spurious-failures").status == "pass"
+    slowed_only = Script()
+    slowed_only.connect("a")
+    slowed_only.fault("failpoint", "storage.write", 0.5, 9.0, mode="delay", delay_ms=30)
+    slowed_only.at(5.0).op("a", OpName.APPLY, "ok", result={"applied": 1})
+    assert run(slowed_only, "no-spurious-failures").status == "pass"
+
+
 def test_no_request_is_unknown() -> None:
     assert run(Script(), "no-spurious-failures").status == "unknown"
 

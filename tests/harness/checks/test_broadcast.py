@@ -196,3 +196,17 @@ def test_latency_widens_the_delivery_bound_instead_of_excusing() -> None:
     missing = _fanout(False)
     missing.fault("latency", "client", 0.5, 9.0, latency_ms=500)
     assert run(missing, "broadcast-delivery", delivery_bound_s=2.0).status == "fail"
+
+
+def test_the_record_of_an_injected_fault_does_not_make_a_failure_visible() -> None:
+    s = _fanout_to(["r1", "r2"], set())  # the failed send and the one after it: both missed
+    s.fault("failpoint", "broadcast.send", 0.5, 5.0, mode="error")
+    injected = dict(_metrics(0), **{'coordinator_failpoint_hits_total{name="broadcast.send"}': 0.0})
+    s.obs.metrics += [
+        Sample(0.0, injected),
+        Sample(10.0, dict(injected, **{'coordinator_failpoint_hits_total{name="broadcast.send"}': 1.0})),
+    ]
+    s.obs.logs.append(LogLine(1.1, '{"level":"info","event":"failpoint_set","mode":"error"}'))
+    assert run(s, "failure-visibility").status == "fail"
+    s.obs.logs.append(LogLine(1.2, '{"level":"error","event":"broadcast_send_failed"}'))
+    assert run(s, "failure-visibility").status == "pass"

@@ -11,8 +11,9 @@ from pathlib import Path
 
 
 def _harness(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_smoke_run_writes_journal_junit_and_html(tmp_path: Path) -> None:

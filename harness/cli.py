@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -38,6 +39,12 @@ class Console:
             self.rich.print(text, style=style, highlight=False)
         else:
             print(text, flush=True)
+
+    def status(self, text: str) -> Any:
+        """A live spinner line on a terminal (what is running now); nothing in CI logs."""
+        if self.rich is not None:
+            return self.rich.status(text, spinner="dots")
+        return contextlib.nullcontext()
 
     def error(self, text: str) -> None:
         print(text, file=sys.stderr, flush=True)
@@ -145,7 +152,8 @@ async def _run_files(files: list[Path], args: argparse.Namespace, console: Conso
         if args.keep_logs:
             options.run_dir = args.report_dir / "logs" / scenario.name
             options.run_dir.mkdir(parents=True, exist_ok=True)
-        record = await run_scenario(scenario, options)
+        with console.status(f"{scenario.name}: running ({scenario.duration_s:g} s of load and faults)"):
+            record = await run_scenario(scenario, options)
         if args.target:
             record.rerun = f"harness run {scenario.path} --seed {scenario.seed} --target {args.target}"
         out = write_run_report(args.report_dir, record)

@@ -161,6 +161,7 @@ async def _run_phases(
     say = options.progress
     observer = TargetObserver(env, history, observations)
     stop_observing = asyncio.Event()
+    await observer.sample_once()  # the baseline, before any client connects
     observing = asyncio.create_task(observer.run(stop_observing, scenario.duration_s + 600))
     clients = await _make_clients(scenario, env, history, seeds, options)
     timeline = Timeline(scenario, env, history)

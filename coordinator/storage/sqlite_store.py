@@ -78,6 +78,7 @@ class DatabaseStore:
         self.path = path
         self.database_id = database_id
         self.reads = 0  # storage reads, for the storage-reads-per-event metric
+        self.unflushed = False  # written since the last checkpoint
         self._db: sqlite3.Connection | None = None
 
     # lifecycle --------------------------------------------------------------------------------
@@ -102,6 +103,7 @@ class DatabaseStore:
         """Fold the WAL into the database file without waiting on readers (PASSIVE): a busy
         store's WAL does not grow without bound, and the file alone stays nearly complete."""
         self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        self.unflushed = False
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -120,6 +122,7 @@ class DatabaseStore:
         """Apply change sets in one transaction; log and return what was applied."""
         outcome = ApplyOutcome()
         db = self.db
+        self.unflushed = True
         db.execute("BEGIN IMMEDIATE")
         try:
             for cs in change_sets:

@@ -48,27 +48,42 @@ async def websocket_endpoint(service: CoordinatorService, scope: Scope, receive:
 async def _read(
     service: CoordinatorService, session: Session, receive: Receive, writer: asyncio.Task[None]
 ) -> None:
+    """Frames are handled one at a time, in order; while one is handled, the next receive is
+    already waiting, so a peer that leaves mid-request (during a slow handshake, a long
+    snapshot) is noticed at once: the session is marked gone and the request sees it."""
     next_message: asyncio.Task[Any] | None = None
-    while True:
-        next_message = asyncio.ensure_future(receive())
-        done, _ = await asyncio.wait({next_message, writer}, return_when=asyncio.FIRST_COMPLETED)
-        if next_message not in done:  # the writer closed the socket: stop reading
-            next_message.cancel()
-            return
-        message = next_message.result()
-        kind = message["type"]
-        if kind == "websocket.disconnect":
-            return
-        if kind != "websocket.receive":
-            continue
-        text = message.get("text")
-        if text is None:
-            data = message.get("bytes") or b""
-            try:
-                text = data.decode()
-            except UnicodeDecodeError:
-                text = "\x00"  # not JSON: answered with MESSAGE_ERROR by the service
-        await service.handle_text(session, text)
+    handling: asyncio.Future[None] | None = None
+    try:
+        while True:
+            if next_message is None:
+                next_message = asyncio.ensure_future(receive())
+            done, _ = await asyncio.wait({next_message, writer}, return_when=asyncio.FIRST_COMPLETED)
+            if next_message not in done:  # the writer closed the socket: stop reading
+                return
+            message = next_message.result()
+            next_message = None
+            kind = message["type"]
+            if kind == "websocket.disconnect":
+                return
+            if kind != "websocket.receive":
+                continue
+            text = message.get("text")
+            if text is None:
+                data = message.get("bytes") or b""
+                try:
+                    text = data.decode()
+                except UnicodeDecodeError:
+                    text = "\x00"  # not JSON: answered with MESSAGE_ERROR by the service
+            handling = asyncio.ensure_future(service.handle_text(session, text))
+            next_message = asyncio.ensure_future(receive())
+            done, _ = await asyncio.wait({handling, next_message}, return_when=asyncio.FIRST_COMPLETED)
+            if next_message in done and next_message.result()["type"] == "websocket.disconnect":
+                session.transport_gone()  # the peer left while its request is being handled
+            await handling
+    finally:
+        for task in (next_message, handling):
+            if task is not None and not task.done():
+                task.cancel()
 
 
 async def _write(service: CoordinatorService, session: Session, send: Send) -> None:

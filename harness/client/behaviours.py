@@ -127,7 +127,8 @@ class Writer(Behaviour):
         return builder.build().to_wire()
 
     async def body(self) -> None:
-        await self.client.connect_with_retry()
+        if self.http_share < 1.0:  # a writer that only uses HTTP holds no session while it writes
+            await self.client.connect_with_retry()
         for _ in range(self.count):
             change_set = self._change_set()
             await self._write(change_set)

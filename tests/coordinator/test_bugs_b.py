@@ -107,7 +107,9 @@ def _bugs(buggy: bool, bug_id: str) -> list[str]:
     return [bug_id] if buggy else []
 
 
-async def _service(tmp_path: Path, bugs: list[str], **options: Any) -> tuple[CoordinatorService, VirtualClock]:
+async def _service(
+    tmp_path: Path, bugs: list[str], **options: Any
+) -> tuple[CoordinatorService, VirtualClock]:
     clock = VirtualClock()
     options.setdefault("heartbeat_interval_ms", 1000)
     config = CoordinatorConfig(data_dir=str(tmp_path), bugs=bugs, **options)
@@ -125,10 +127,14 @@ async def _join(service: CoordinatorService, database_id: str = "db") -> Session
 
 
 def _apply_text(value: Any, pk: int = 1) -> str:
-    return orjson.dumps({"type": "apply_changes", "changes": [write(new_site_id(), "t", pk, "x", value)]}).decode()
+    return orjson.dumps(
+        {"type": "apply_changes", "changes": [write(new_site_id(), "t", pk, "x", value)]}
+    ).decode()
 
 
-async def _until(condition: Callable[[], bool], timeout_s: float = 10.0, clock: VirtualClock | None = None) -> None:
+async def _until(
+    condition: Callable[[], bool], timeout_s: float = 10.0, clock: VirtualClock | None = None
+) -> None:
     """Poll `condition` with a deadline (advancing the virtual clock a little each turn if given)."""
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -162,7 +168,9 @@ async def test_each_bug_of_seeds_003_004_has_a_swap_site(tmp_path: Path) -> None
             assert service.bugs.applied == {bug_id}, bug_id
         finally:
             await bridge.persistence.close()
-    service = CoordinatorService(CoordinatorConfig(data_dir=str(tmp_path / "none"), **S3_OPTIONS), VirtualClock())
+    service = CoordinatorService(
+        CoordinatorConfig(data_dir=str(tmp_path / "none"), **S3_OPTIONS), VirtualClock()
+    )
     bridge = ObjectStoreBridge(service, service.config, service.clock)
     assert service.bugs.applied == set()
     await bridge.persistence.close()
@@ -249,8 +257,8 @@ async def test_silent_slow_client_drop(tmp_path: Path, buggy: bool) -> None:
     service, _ = await _service(tmp_path, _bugs(buggy, "silent-slow-client-drop"), send_queue_messages=3)
     writer, slow = await _join(service), await _join(service)
     for i in range(6):  # nobody drains `slow`: its queue overflows
-        await service.handle_text(writer, _apply_text(i))
         _frames(writer)
+        await service.handle_text(writer, _apply_text(i, pk=i))
     frames = [orjson.loads(f) for f in slow.queue]
     if buggy:
         assert slow.close_code == 1000 and not any(f["type"] == "notice" for f in frames)
@@ -399,7 +407,9 @@ async def test_backend_crash_on_open(tmp_path: Path, buggy: bool, monkeypatch: p
     await service.shutdown()
 
 
-def _persistence(tmp_path: Path, clock: VirtualClock, fake: FakeS3, bugs: list[str]) -> ObjectStorePersistence:
+def _persistence(
+    tmp_path: Path, clock: VirtualClock, fake: FakeS3, bugs: list[str]
+) -> ObjectStorePersistence:
     from coordinator.ops.bugs import Bugs
 
     return ObjectStorePersistence(
@@ -442,7 +452,9 @@ async def test_outage_loses_writes(tmp_path: Path, buggy: bool) -> None:
     keys = [persistence.record_batch("db", new_site_id(), [{"n": i}], 1, 0, 0) for i in range(3)]
     await _until(lambda: persistence.state is BackendState.OPEN, clock=clock)
     fake.down = False
-    await _until(lambda: persistence.state is BackendState.CLOSED and persistence.outbox_depth() == 0, clock=clock)
+    await _until(
+        lambda: persistence.state is BackendState.CLOSED and persistence.outbox_depth() == 0, clock=clock
+    )
     if buggy:
         assert not set(keys) <= set(fake.puts)  # the batches that failed once are gone
     else:
@@ -473,7 +485,9 @@ async def test_shutdown_loses_writes(tmp_path: Path, buggy: bool) -> None:
     for i in range(5):
         await service.handle_text(writer, _apply_text(i, pk=i))
     persistence = bridge.persistence
-    await _until(lambda: persistence.stats()["s3_requests"].get("put_object", {}).get("endpoint_unreachable", 0) >= 1)
+    await _until(
+        lambda: persistence.stats()["s3_requests"].get("put_object", {}).get("endpoint_unreachable", 0) >= 1
+    )
     await _until(lambda: persistence.stats()["uploads_in_flight"] == 0)
     assert persistence.outbox_depth() == 5
     fake.down = False  # the store is fine again when SIGTERM comes

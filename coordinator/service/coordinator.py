@@ -240,10 +240,11 @@ class CoordinatorService:
             waiter.cancel()
             sleeper.cancel()
 
-    def _begin(self) -> None:
+    def request_started(self) -> None:
+        """Count a request in flight: graceful shutdown waits for these (up to its deadline)."""
         self.inflight += 1
 
-    def _end(self) -> None:
+    def request_finished(self) -> None:
         self.inflight -= 1
         if self.inflight == 0:
             self._idle.set()
@@ -358,7 +359,7 @@ class CoordinatorService:
         if kind != "handshake" and not session.authenticated:
             self._fail(session, ProtocolError(E.NOT_AUTHENTICATED, "handshake first", fatal=False))
             return
-        self._begin()
+        self.request_started()
         try:
             await self._dispatch(handler, session, message)
         except ProtocolError as exc:
@@ -377,7 +378,7 @@ class CoordinatorService:
             )
             self._fail(session, ProtocolError(failure_code, f"{kind} failed: {exc}", fatal=False))
         finally:
-            self._end()
+            self.request_finished()
 
     async def _dispatch(self, handler: Handler, session: Session, message: dict[str, Any]) -> None:
         """Run one handler; its failures are mapped to specific codes by `handle_text`."""

@@ -148,7 +148,7 @@ class HttpApi:
             since = decode_hlc(since_raw, "sinceHLC") if since_raw else None
         except InvalidPayload as exc:
             return _error(400, E.INVALID_BODY, exc.message)
-        self.service._begin()
+        self.service.request_started()
         try:
             change_sets = await self.service.read_changes(database_id, since, site_id)
         except StoreUnavailable as exc:
@@ -157,7 +157,7 @@ class HttpApi:
             self.service.log.error("http_get_changes_failed", databaseId=database_id, error=str(exc))
             return _error(500, E.GET_CHANGES_FAILED, f"get changes failed: {exc}")
         finally:
-            self.service._end()
+            self.service.request_finished()
         return _ok({"changes": change_sets})
 
     async def post_changes(self, request: Request) -> Response:
@@ -180,7 +180,7 @@ class HttpApi:
         except InvalidPayload as exc:
             return _error(400, E.INVALID_BODY, exc.message)
         sender = site_id or (change_sets[0].site_id if change_sets else bytes(16))
-        self.service._begin()
+        self.service.request_started()
         try:
             report = await self.service.apply(database_id, change_sets, sender)
         except StoreUnavailable as exc:
@@ -189,7 +189,7 @@ class HttpApi:
             self.service.log.error("http_apply_failed", databaseId=database_id, error=str(exc))
             return _error(500, E.APPLY_CHANGES_FAILED, f"apply failed: {exc}")
         finally:
-            self.service._end()
+            self.service.request_finished()
         o = report.outcome
         result: dict[str, Any] = {
             "applied": o.applied,
@@ -207,17 +207,17 @@ class HttpApi:
             return auth
         database_id = auth[0]
         stream = self.service.snapshot(database_id)
-        self.service._begin()
+        self.service.request_started()
         try:
             chunks = await stream.__aenter__()
             first = await anext(chunks)
         except StoreUnavailable as exc:
             await stream.__aexit__(None, None, None)
-            self.service._end()
+            self.service.request_finished()
             return _error(503, E.STORE_UNAVAILABLE, f"database store unavailable: {exc}")
         except Exception as exc:
             await stream.__aexit__(None, None, None)
-            self.service._end()
+            self.service.request_finished()
             self.service.log.error("http_snapshot_failed", databaseId=database_id, error=str(exc))
             return _error(500, E.SNAPSHOT_ERROR, f"snapshot failed: {exc}")
 
@@ -245,7 +245,7 @@ class HttpApi:
             yield orjson.dumps({"error": f"snapshot failed: {exc}", "code": E.SNAPSHOT_ERROR}) + b"\n"
         finally:
             await stream.__aexit__(None, None, None)
-            self.service._end()
+            self.service.request_finished()
 
     async def _snapshot_lines_with_http_snapshot_truncated(
         self,
@@ -265,4 +265,4 @@ class HttpApi:
             return
         finally:
             await stream.__aexit__(None, None, None)
-            self.service._end()
+            self.service.request_finished()

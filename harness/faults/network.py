@@ -9,6 +9,7 @@ outside the harness's seed.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -68,8 +69,9 @@ class ToxicFault(NetworkFault):
         super().__init__(*args, **kwargs)
         self._toxics: list[str] = []
 
+    @abc.abstractmethod
     def attributes(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The toxic's attributes, from this fault's parameters."""
 
     def streams(self) -> list[Stream]:
         direction = self.values["direction"]

@@ -6,6 +6,7 @@ object keys matching a glob. Rate draws come from the run's seed (stream "s3-fau
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -52,8 +53,9 @@ class S3Fault(Fault):
             "key_pattern": self.values.get("key_pattern"),
         }
 
+    @abc.abstractmethod
     def rule(self) -> S3FaultRule:
-        raise NotImplementedError
+        """The fault layer's rule for this fault's parameters."""
 
     async def _apply(self) -> None:
         self._rule = self.layer.add_rule(self.rule())

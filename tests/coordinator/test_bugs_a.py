@@ -147,7 +147,7 @@ async def _http_lines(service: CoordinatorService) -> list[dict[str, Any]]:
     await _write(service, writer, "x")
     service.failpoints.configure("snapshot.read", {"mode": "error", "message": "disk gone"})
     api = HttpApi(service)
-    service._begin()  # as the route does: the stream is in-flight work until its last line
+    service.request_started()  # as the route does: the stream is in-flight work until its last line
     stream = service.snapshot("db")
     chunks = await stream.__aenter__()
     first = await anext(chunks)

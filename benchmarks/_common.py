@@ -473,3 +473,25 @@ def run_async(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
     except (KeyboardInterrupt, asyncio.CancelledError):
         print(json.dumps({"interrupted": True}), file=sys.stderr)
         return 130
+
+
+def worker_or_driver(
+    is_worker: bool,
+    worker: Callable[[], Coroutine[Any, Any, None]],
+    driver: Callable[[], Coroutine[Any, Any, int]],
+) -> int:
+    """The one entry point of a benchmark script: run as a client worker (started by the driver,
+    answering its commands) or as the driver. A worker that fails tells the driver why instead
+    of dying silently."""
+    if not is_worker:
+        return run_async(driver)
+
+    async def work() -> int:
+        try:
+            await worker()
+        except Exception as exc:
+            reply({"error": f"{type(exc).__name__}: {exc}"})
+            return 1
+        return 0
+
+    return run_async(work)

@@ -41,11 +41,10 @@ from benchmarks._common import (
     percentiles_ms,
     proc_rss_kib,
     raise_nofile,
-    reply,
-    run_async,
     self_cpu_s,
     serve_commands,
     stop_all,
+    worker_or_driver,
 )
 from benchmarks._wsclient import RawWebSocket
 
@@ -431,22 +430,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.worker:
-
-        async def work() -> int:
-            try:
-                await Idlers(args).run()
-            except Exception as exc:  # tell the driver rather than die silently
-                reply({"error": f"{type(exc).__name__}: {exc}"})
-                return 1
-            return 0
-
-        return run_async(work)
-
-    async def driver() -> int:
-        return await drive(args)
-
-    return run_async(driver)
+    return worker_or_driver(args.worker, lambda: Idlers(args).run(), lambda: drive(args))
 
 
 if __name__ == "__main__":

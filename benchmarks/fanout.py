@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import base64
 import json
-import resource
 import signal
 import struct
 import sys
@@ -41,12 +40,12 @@ from benchmarks._common import (
     percentiles_ms,
     proc_rss_kib,
     raise_nofile,
-    reply,
-    run_async,
+    self_cpu_s,
     serve_commands,
     slow_apply_ms_within,
     split,
     stop_all,
+    worker_or_driver,
 )
 from benchmarks._wsclient import RawWebSocket
 
@@ -154,7 +153,7 @@ class Subscribers:
         self.deliveries = self.first_ns = self.last_ns = 0
         self.per_seq = {}
         self.heartbeat_ns = []
-        self.cpu0 = _cpu()
+        self.cpu0 = self_cpu_s()
         self.recording = True
         return {"ok": True}
 
@@ -164,7 +163,7 @@ class Subscribers:
             "deliveries": self.deliveries,
             "firstNs": self.first_ns,
             "lastNs": self.last_ns,
-            "cpuS": round(_cpu() - self.cpu0, 3),
+            "cpuS": round(self_cpu_s() - self.cpu0, 3),
             "latencies": base64.b64encode(self.latencies.tobytes()).decode(),
             "seqGaps": self.seq_gaps,
             "perSeq": {str(seq): span for seq, span in self.per_seq.items()},
@@ -181,11 +180,6 @@ class Subscribers:
         for ws in self.sessions:
             ws.close()
         await asyncio.sleep(0.2)
-
-
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 # ------------------------------------------------------------------------------------------------
@@ -596,22 +590,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.worker:
-
-        async def work() -> int:
-            try:
-                await Subscribers(args).run()
-            except Exception as exc:  # tell the driver rather than die silently
-                reply({"error": f"{type(exc).__name__}: {exc}"})
-                return 1
-            return 0
-
-        return run_async(work)
-
-    async def driver() -> int:
-        return await drive(args)
-
-    return run_async(driver)
+    return worker_or_driver(args.worker, lambda: Subscribers(args).run(), lambda: drive(args))
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ A snapshot is streamed as NDJSON; a failure after the first byte ends the stream
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
 
 import orjson
 from starlette.applications import Starlette
@@ -23,6 +23,8 @@ from coordinator.protocol.errors import InvalidPayload
 from coordinator.service.auth import Identity, valid_database_id
 from coordinator.service.coordinator import CoordinatorService, _SnapshotStream
 from coordinator.service.store_manager import StoreUnavailable
+
+T = TypeVar("T")
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -138,6 +140,22 @@ class HttpApi:
                 return _error(401, E.AUTH_FAILED, f"invalid X-Site-Id: {exc.message}")
         return database_id, identity, site_id
 
+    async def _served(
+        self, work: Awaitable[T], failure_code: str, what: str, database_id: str
+    ) -> T | Response:
+        """Run one request's work as in-flight (shutdown drains it), answering its failures with
+        the route's own code: 503 STORE_UNAVAILABLE when the store cannot be opened, else 500."""
+        self.service.request_started()
+        try:
+            return await work
+        except StoreUnavailable as exc:
+            return _error(503, E.STORE_UNAVAILABLE, f"database store unavailable: {exc}")
+        except Exception as exc:
+            self.service.log.error("http_request_failed", route=what, databaseId=database_id, error=str(exc))
+            return _error(500, failure_code, f"{what} failed: {exc}")
+        finally:
+            self.service.request_finished()
+
     async def get_changes(self, request: Request) -> Response:
         auth = self._authorize(request, write=False)
         if isinstance(auth, Response):
@@ -148,16 +166,14 @@ class HttpApi:
             since = decode_hlc(since_raw, "sinceHLC") if since_raw else None
         except InvalidPayload as exc:
             return _error(400, E.INVALID_BODY, exc.message)
-        self.service.request_started()
-        try:
-            change_sets = await self.service.read_changes(database_id, since, site_id)
-        except StoreUnavailable as exc:
-            return _error(503, E.STORE_UNAVAILABLE, f"database store unavailable: {exc}")
-        except Exception as exc:
-            self.service.log.error("http_get_changes_failed", databaseId=database_id, error=str(exc))
-            return _error(500, E.GET_CHANGES_FAILED, f"get changes failed: {exc}")
-        finally:
-            self.service.request_finished()
+        change_sets = await self._served(
+            self.service.read_changes(database_id, since, site_id),
+            E.GET_CHANGES_FAILED,
+            "get changes",
+            database_id,
+        )
+        if isinstance(change_sets, Response):
+            return change_sets
         return _ok({"changes": change_sets})
 
     async def post_changes(self, request: Request) -> Response:
@@ -180,16 +196,11 @@ class HttpApi:
         except InvalidPayload as exc:
             return _error(400, E.INVALID_BODY, exc.message)
         sender = site_id or (change_sets[0].site_id if change_sets else bytes(16))
-        self.service.request_started()
-        try:
-            report = await self.service.apply(database_id, change_sets, sender)
-        except StoreUnavailable as exc:
-            return _error(503, E.STORE_UNAVAILABLE, f"database store unavailable: {exc}")
-        except Exception as exc:
-            self.service.log.error("http_apply_failed", databaseId=database_id, error=str(exc))
-            return _error(500, E.APPLY_CHANGES_FAILED, f"apply failed: {exc}")
-        finally:
-            self.service.request_finished()
+        report = await self._served(
+            self.service.apply(database_id, change_sets, sender), E.APPLY_CHANGES_FAILED, "apply", database_id
+        )
+        if isinstance(report, Response):
+            return report
         o = report.outcome
         result: dict[str, Any] = {
             "applied": o.applied,

@@ -28,7 +28,7 @@ from coordinator.protocol import messages as M
 from coordinator.protocol.changes import ChangeSet, decode_change_sets
 from coordinator.protocol.encoding import decode_hlc, decode_site_id, encode_site_id
 from coordinator.protocol.errors import InvalidPayload, ProtocolError
-from coordinator.service.auth import Authenticator, Identity, valid_database_id
+from coordinator.service.auth import Authenticator, valid_database_id
 from coordinator.service.databases import DatabaseRegistry, DatabaseState
 from coordinator.service.session import RateLimiter, Session
 from coordinator.service.snapshots import (
@@ -440,7 +440,7 @@ class CoordinatorService:
         session.database_id = database_id
         session.site_id = site_id
         session.site_id_text = encode_site_id(site_id)
-        session.token = identity.token
+        session.identity = identity
         session.joined_at_ms = now
         session.last_seen_ms = now
         state = self.databases.join(session)
@@ -467,9 +467,6 @@ class CoordinatorService:
         never given back (the session was not assigned the database, so nobody releases it), and
         the store can never be closed as idle."""
 
-    def _identity(self, session: Session) -> Identity:
-        return self.auth.authenticate(session.token) or Identity(None, ())
-
     async def _get_changes(self, session: Session, message: dict[str, Any]) -> None:
         assert session.database_id is not None
         since_raw = message.get("sinceHLC")
@@ -490,7 +487,7 @@ class CoordinatorService:
 
     async def _apply_changes(self, session: Session, message: dict[str, Any]) -> None:
         assert session.database_id is not None and session.site_id is not None
-        if not self._identity(session).may(session.database_id, write=True):
+        if session.identity is None or not session.identity.may(session.database_id, write=True):
             raise ProtocolError(
                 E.NOT_AUTHORIZED, f"token may not write database {session.database_id}", fatal=False
             )

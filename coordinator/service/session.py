@@ -13,6 +13,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from coordinator.service.auth import Identity
+
 
 @dataclass(slots=True)
 class RateLimiter:
@@ -43,7 +45,7 @@ class Session:
     database_id: str | None = None
     site_id: bytes | None = None
     site_id_text: str | None = None
-    token: str | None = None
+    identity: Identity | None = None  # who the handshake authenticated, with its grants
     joined_at_ms: int = 0
     last_seen_ms: int = 0
     # outbound queue

@@ -12,7 +12,6 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from harness.report import MatrixRow, write_matrix
 from harness.report.matrix import matrix_ok
@@ -140,11 +139,3 @@ async def verify(
 def _false_alarm_rate(results: list[JobResult]) -> tuple[int, int]:
     clean = [r for r in results if not r.job.with_bug]
     return sum(1 for r in clean if r.failed_checks or r.error), len(clean)
-
-
-def summary(rows: list[MatrixRow]) -> dict[str, Any]:
-    return {
-        "bugs": len(rows),
-        "detected": sum(r.detected for r in rows),
-        "false_alarms": sum(bool(r.false_alarm) for r in rows),
-    }

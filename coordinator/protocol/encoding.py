@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import struct
 from typing import Any
 
 from coordinator.protocol.errors import InvalidPayload
@@ -17,7 +16,6 @@ from coordinator.protocol.errors import InvalidPayload
 SITE_ID_BYTES = 16
 HLC_BYTES = 30
 MAX_SAFE_INTEGER = 2**53 - 1
-_HLC_STRUCT = struct.Struct(">QH16sI")
 _SITE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{22}$")
 
 SqlValue = None | bool | int | float | str | bytes
@@ -52,21 +50,6 @@ def decode_hlc(value: Any, field: str = "hlc") -> bytes:
 
 def encode_hlc(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
-
-
-def make_hlc(wall_time_ms: int, counter: int, site_id: bytes, op_seq: int = 0) -> bytes:
-    return _HLC_STRUCT.pack(wall_time_ms, counter, site_id, op_seq)
-
-
-def hlc_fields(raw: bytes) -> tuple[int, int, bytes, int]:
-    """(wallTime, counter, siteId, opSeq)."""
-    wall, counter, site, seq = _HLC_STRUCT.unpack(raw)
-    return wall, counter, site, seq
-
-
-def transaction_id_for(hlc: bytes) -> str:
-    wall, counter, site, _ = hlc_fields(hlc)
-    return f"{wall}:{counter}:{encode_site_id(site)}"
 
 
 def decode_value(value: Any, field: str) -> SqlValue:

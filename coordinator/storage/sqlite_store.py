@@ -111,12 +111,6 @@ class DatabaseStore:
             raise RuntimeError(f"store {self.database_id!r} is closed")
         return self._db
 
-    def is_empty(self) -> bool:
-        row = self.db.execute(
-            "SELECT EXISTS (SELECT 1 FROM change_log) OR EXISTS (SELECT 1 FROM cells)"
-        ).fetchone()
-        return not row[0]
-
     # apply ------------------------------------------------------------------------------------
     def apply(self, change_sets: list[ChangeSet], now_ms: int) -> ApplyOutcome:
         """Apply change sets in one transaction; log and return what was applied."""
@@ -338,12 +332,6 @@ class DatabaseStore:
                 "SELECT migration FROM migrations WHERE tx_id = ? ORDER BY hlc", (tx_id,)
             )
         ]
-
-    def max_hlc(self) -> bytes | None:
-        row = self.db.execute(
-            "SELECT MAX(h) FROM (SELECT MAX(hlc) AS h FROM change_log UNION ALL SELECT MAX(hlc) FROM migrations)"
-        ).fetchone()
-        return row[0] if row and row[0] is not None else None
 
     # snapshots --------------------------------------------------------------------------------
     def snapshot_reader(self) -> SnapshotReader:

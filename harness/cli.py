@@ -12,9 +12,12 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import __version__
+
+if TYPE_CHECKING:
+    from harness.report.record import RunRecord
 
 DEFAULT_SUITE_DIR = Path("scenarios")
 DEFAULT_REPORT_DIR = Path("reports")
@@ -140,6 +143,7 @@ async def _run_files(files: list[Path], args: argparse.Namespace, console: Conso
         console.error(f"harness: {exc}")
         return 2
     records = []
+    outcomes: list[tuple[str, RunRecord]] = []
     worst = 0
     for scenario in scenarios:
         options = RunOptions(
@@ -161,10 +165,40 @@ async def _run_files(files: list[Path], args: argparse.Namespace, console: Conso
         code = record.effective_exit_code
         worst = max(worst, code)
         console.line(f"{scenario.name}: {record.verdict} -> {out}")
+        outcomes.append((str(out), record))
     if suite or len(records) > 1:
         suite_dir = write_suite_report(args.report_dir, records, name="suite" if suite else "run")
+        for line in _summary_lines(outcomes):
+            console.line(line)
         console.line(f"suite report: {suite_dir / 'index.html'}")
     return worst
+
+
+def _summary_lines(outcomes: list[tuple[str, RunRecord]]) -> list[str]:
+    """The closing lines of a multi-scenario run: what failed and how to replay it.
+
+    A CI log is often read from its tail; this puts every failed check, its evidence summary and
+    the re-run command there, instead of somewhere in the scroll-back.
+    """
+    counts: dict[str, int] = {}
+    for _, record in outcomes:
+        counts[record.verdict] = counts.get(record.verdict, 0) + 1
+    tally = ", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items()))
+    lines = [f"summary: {len(outcomes)} scenarios: {tally}"]
+    for out, record in outcomes:
+        if record.verdict == "pass" and record.effective_exit_code == 0:
+            continue
+        lines.append(
+            f"  {record.verdict}  {record.scenario_name} (exit {record.effective_exit_code}) -> {out}"
+        )
+        for check in record.checks:
+            if check.status != "pass":
+                lines.append(f"      {check.status}  {check.name}: {check.summary}")
+        lines.extend(f"      note: {note}" for note in record.notes)
+        rerun = record.rerun_command()
+        if rerun:
+            lines.append(f"      replay: {rerun}")
+    return lines
 
 
 def _verify(args: argparse.Namespace, console: Console) -> int:

@@ -28,6 +28,10 @@ INVALID_DATABASE_ID = "INVALID_DATABASE_ID"
 INVALID_BODY = "INVALID_BODY"
 GET_CHANGES_FAILED = "GET_CHANGES_FAILED"
 APPLY_CHANGES_FAILED = "APPLY_CHANGES_FAILED"
+# [ext] HTTP codes of the operational routes
+NOT_READY = "NOT_READY"  # /ready while starting, shutting down or misconfigured (503)
+FAILPOINTS_DISABLED = "FAILPOINTS_DISABLED"  # admin failpoint routes without --enable-failpoints (404)
+INTERNAL_ERROR = "INTERNAL_ERROR"  # an operational route failed unexpectedly (500)
 
 # Close codes
 CLOSE_NORMAL = 1000

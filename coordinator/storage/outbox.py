@@ -64,6 +64,7 @@ class Outbox:
         self._db.executescript(_SCHEMA)
         self._depth = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
         self._closed = False
+        self._oldest_at_close: int | None = None
 
     def append(
         self,
@@ -144,12 +145,19 @@ class Outbox:
         return self._depth
 
     def oldest_created_ms(self) -> int | None:
-        """Key time of the oldest entry (by primary key: no table scan on a big backlog)."""
+        """Key time of the oldest entry (by primary key: no table scan on a big backlog).
+
+        After `close` it is the figure read at close: /metrics and /debug/resources are still
+        scraped while the server drains, and must not fail on a closed database.
+        """
+        if self._closed:
+            return self._oldest_at_close
         row = self._db.execute("SELECT created_ms FROM outbox ORDER BY seq LIMIT 1").fetchone()
         return None if row is None else int(row[0])
 
     def close(self) -> None:
         if not self._closed:
+            self._oldest_at_close = self.oldest_created_ms()
             self._closed = True
             self._db.close()
 

@@ -6,7 +6,7 @@ A snapshot is streamed as NDJSON; a failure after the first byte ends the stream
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import orjson
@@ -47,14 +47,19 @@ class HttpApi:
 
     def app(self) -> Starlette:
         base = self.service.config.base_path
+        guard = self._guarded
         routes = [
-            Route(f"{base}/status", self.status),
-            Route(f"{base}/metrics", self.metrics),
-            Route(f"{base}/health", self.health),
-            Route(f"{base}/ready", self.ready),
-            Route(f"{base}/debug/resources", self.debug_resources),
-            Route(f"{base}/admin/failpoints", self.list_failpoints),
-            Route(f"{base}/admin/failpoints/{{name}}", self.set_failpoint, methods=["PUT", "POST", "DELETE"]),
+            Route(f"{base}/status", guard("status", self.status)),
+            Route(f"{base}/metrics", guard("metrics", self.metrics)),
+            Route(f"{base}/health", guard("health", self.health)),
+            Route(f"{base}/ready", guard("ready", self.ready)),
+            Route(f"{base}/debug/resources", guard("debug resources", self.debug_resources)),
+            Route(f"{base}/admin/failpoints", guard("list failpoints", self.list_failpoints)),
+            Route(
+                f"{base}/admin/failpoints/{{name}}",
+                guard("set failpoint", self.set_failpoint),
+                methods=["PUT", "POST", "DELETE"],
+            ),
             Route(f"{base}/{{database_id}}/changes", self.get_changes, methods=["GET"]),
             Route(f"{base}/{{database_id}}/changes", self.post_changes, methods=["POST"]),
             Route(f"{base}/{{database_id}}/snapshot", self.snapshot, methods=["GET"]),
@@ -62,6 +67,21 @@ class HttpApi:
         return Starlette(routes=routes)
 
     # plain routes -------------------------------------------------------------------------
+    def _guarded(
+        self, what: str, route: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """An operational route's unexpected failure becomes a JSON 500 INTERNAL_ERROR and one
+        structured log line, never a framework traceback (the sync routes do this in `_served`)."""
+
+        async def guarded(request: Request) -> Response:
+            try:
+                return await route(request)
+            except Exception as exc:
+                self.service.log.error("http_request_failed", route=what, error=repr(exc))
+                return _error(500, E.INTERNAL_ERROR, f"{what} failed: {exc}")
+
+        return guarded
+
     async def status(self, request: Request) -> Response:
         return _ok(self.service.status())
 
@@ -74,7 +94,7 @@ class HttpApi:
     async def ready(self, request: Request) -> Response:
         reasons = self.service.not_ready_reasons()
         if reasons:
-            return _json({"ok": False, "error": {"code": "NOT_READY", "message": "; ".join(reasons)}}, 503)
+            return _error(503, E.NOT_READY, "; ".join(reasons))
         return _ok({"ready": True})
 
     def _admin(self, request: Request) -> Response | None:
@@ -103,7 +123,7 @@ class HttpApi:
             return denied
         failpoints = self.service.failpoints
         if not failpoints.enabled:
-            return _error(404, "FAILPOINTS_DISABLED", "start the server with --enable-failpoints")
+            return _error(404, E.FAILPOINTS_DISABLED, "start the server with --enable-failpoints")
         name = request.path_params["name"]
         body: Any = {"mode": "off"}
         if request.method != "DELETE":

@@ -155,3 +155,20 @@ async def test_snapshot_cadence_by_changes_and_by_time(tmp_path: Path) -> None:
         assert not result.complete and result.remaining == 1 and result.reason == "uploader not running"
     finally:
         await persistence.close()
+
+
+async def test_stats_still_answer_after_close(tmp_path: Path) -> None:
+    """/metrics and /debug/resources are scraped while the server drains, after the outbox has
+    closed; they once failed there with sqlite3.ProgrammingError (seen as a traceback in the
+    graceful-shutdown scenario under load)."""
+    clock = VirtualClock()
+    config = S3Config(bucket="never-contacted", endpoint="http://127.0.0.1:9")
+    persistence = ObjectStorePersistence(config, tmp_path / "outbox.sqlite", clock)
+    ticket = persistence.begin_snapshot("db")
+    persistence.enqueue_snapshot("db", [{"type": "header", "snapshotId": "s1"}], ticket)
+    before = persistence.stats()
+    await persistence.close()
+    clock.now += 10.0
+    after = persistence.stats()
+    assert after["outbox_depth"] == before["outbox_depth"] == 1
+    assert after["outbox_oldest_age_s"] == pytest.approx(before["outbox_oldest_age_s"] + 10.0)

@@ -10,7 +10,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.report import MatrixRow, write_matrix
@@ -36,6 +36,7 @@ class JobResult:
     detected_at: float | None
     run_dir: str | None
     error: str | None = None
+    summaries: dict[str, str] = field(default_factory=dict)  # failed check -> its one-line summary
 
 
 def bug_scenarios(folder: Path, only: list[str]) -> list[tuple[str, Path]]:
@@ -72,7 +73,14 @@ async def _run_job(job: Job, seed: int | None) -> JobResult:
     failed = [c for c in journal["checks"] if c["status"] == "fail"]
     times = [c["detected_at"] for c in failed if c.get("detected_at") is not None]
     run_dir = (job.report_dir / "latest").resolve()
-    return JobResult(job, code, [c["name"] for c in failed], min(times) if times else None, str(run_dir))
+    return JobResult(
+        job,
+        code,
+        [c["name"] for c in failed],
+        min(times) if times else None,
+        str(run_dir),
+        summaries={c["name"]: c.get("summary", "") for c in failed},
+    )
 
 
 async def verify(
@@ -132,6 +140,16 @@ async def verify(
         else:
             outcome = "MISSED"
         say(f"{r.bug:<{width}}  {outcome}")
+    for alarm in results:
+        if alarm.job.with_bug or not (alarm.failed_checks or alarm.error):
+            continue
+        say(
+            f"false alarm in {alarm.job.bug} (without the bug, run #{alarm.job.attempt + 1}): {alarm.run_dir or ''}"
+        )
+        if alarm.error:
+            say(f"    {alarm.error}")
+        for name in alarm.failed_checks:
+            say(f"    {name}: {alarm.summaries.get(name, '')}")
     say(f"\nfalse-alarm rate without bugs: {rate[0]}/{rate[1]} runs; matrix: {out / 'matrix.html'}")
     return matrix_ok(rows), rows
 

@@ -92,3 +92,19 @@ def test_matrix_ok_only_when_every_bug_is_caught_without_false_alarm() -> None:
     assert not matrix_ok([caught, MatrixRow("b2", "s2", False)])
     assert not matrix_ok([caught, MatrixRow("b3", "s3", True, ["c"], 2.0, false_alarm=["c"])])
     assert not matrix_ok([])
+
+
+def test_suite_summary_names_every_failed_check_and_its_replay() -> None:
+    """The closing lines of `harness suite`: what a CI log shows at its tail."""
+    from harness.cli import _summary_lines
+
+    passed = make_run(scenario_name="quiet", checks=[CheckResult("convergence", "pass", "agree")])
+    failed = make_run()
+    lines = _summary_lines([("reports/a", passed), ("reports/b", failed)])
+    assert lines[0] == "summary: 2 scenarios: 1 fail, 1 pass"
+    text = "\n".join(lines)
+    assert "quiet" not in text
+    assert "fail  smoke (exit 1) -> reports/b" in text
+    assert "fail  heartbeat-continuity: c2 went 7.0 s without a heartbeat" in text
+    assert "unknown  leaks: target does not expose /debug/resources" in text
+    assert "replay: harness run scenarios/smoke.yaml --seed 42" in text

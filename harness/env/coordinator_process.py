@@ -21,7 +21,7 @@ from typing import Any
 
 from harness.env import resources
 from harness.env.ports import LOCALHOST, ensure_port_free
-from harness.env.process import ManagedProcess, ProcessError, ProcessEvent, ProcessSpec, cleanup
+from harness.env.process import Lifecycle, ManagedProcess, ProcessError, ProcessEvent, ProcessSpec, cleanup
 from harness.env.readiness import HttpOk, PortFile, wait_until
 
 FAILPOINT_NAMES = ("snapshot.read", "store.open", "storage.write", "storage.read", "broadcast.send")
@@ -99,7 +99,7 @@ def _flags(options: Mapping[str, Any]) -> list[str]:
     return out
 
 
-class CoordinatorProcess:
+class CoordinatorProcess(Lifecycle):
     """`coordinator serve` in a data dir of its own, reachable at `http_url`."""
 
     def __init__(
@@ -277,14 +277,3 @@ class CoordinatorProcess:
 
     def read_port_file(self) -> dict[str, Any]:
         return dict(json.loads(self.port_file.read_text()))
-
-    async def __aenter__(self) -> CoordinatorProcess:
-        try:
-            await self.start()
-        except BaseException:
-            await cleanup(self.stop())
-            raise
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await cleanup(self.stop())

@@ -27,7 +27,7 @@ from harness.env import resources
 from harness.env.coordinator_process import CoordinatorOptions, CoordinatorProcess, S3Settings
 from harness.env.moto_server import MotoServer
 from harness.env.ports import LOCALHOST
-from harness.env.process import cleanup
+from harness.env.process import Lifecycle
 from harness.env.s3_fault_layer import S3FaultLayer
 from harness.env.toxiproxy import Proxy, ToxiproxyClient, ToxiproxyServer
 from harness.history import FaultWindow, History
@@ -89,7 +89,7 @@ def _urls(scheme: str, address: str, base_path: str) -> TargetUrls:
     return TargetUrls(f"{http_scheme}://{address}{base_path}", f"{ws_scheme}://{address}{base_path}/ws")
 
 
-class Environment:
+class Environment(Lifecycle):
     """`async with Environment(config, seeds=seeds, history=history) as env: ...`"""
 
     def __init__(
@@ -117,16 +117,6 @@ class Environment:
         self._started = False
 
     # lifecycle ------------------------------------------------------------------------------
-    async def __aenter__(self) -> Environment:
-        try:
-            await self.start()
-        except BaseException:
-            await cleanup(self.stop())
-            raise
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await cleanup(self.stop())
 
     async def start(self) -> None:
         if self._started:

@@ -15,7 +15,7 @@ import httpx
 
 from harness.env import resources
 from harness.env.ports import LOCALHOST
-from harness.env.process import ManagedProcess, ProcessSpec, cleanup
+from harness.env.process import Lifecycle, ManagedProcess, ProcessSpec
 from harness.env.readiness import HttpOk, LogLine, wait_until
 
 RUNNING_LINE = r"Running on http://127\.0\.0\.1:(\d+)"
@@ -30,7 +30,7 @@ class MotoError(RuntimeError):
     """moto's server failed to start or to do what was asked."""
 
 
-class MotoServer:
+class MotoServer(Lifecycle):
     """`async with MotoServer(run_dir) as moto: moto.url`."""
 
     def __init__(self, run_dir: Path, ready_timeout_s: float = 30.0) -> None:
@@ -74,14 +74,3 @@ class MotoServer:
             raise MotoError(
                 f"CreateBucket {bucket!r} on moto answered {response.status_code}: {response.text}"
             )
-
-    async def __aenter__(self) -> MotoServer:
-        try:
-            await self.start()
-        except BaseException:
-            await cleanup(self.stop())
-            raise
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await cleanup(self.stop())

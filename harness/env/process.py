@@ -10,6 +10,7 @@ context manager: the child is stopped on success, failure, cancellation and Ctrl
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import os
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, Self
 
 from harness.env import resources
 from harness.env.readiness import NotReady, Readiness, wait_until
@@ -68,7 +69,35 @@ class ProcessEvent:
     by_harness: bool = True
 
 
-class ManagedProcess:
+class Lifecycle(abc.ABC):
+    """start()/stop() as an async context manager, the same way for every component: a failed
+    start stops whatever it had started, and stop runs to completion even while the caller is
+    being cancelled (Ctrl-C must never leave a process or a port behind)."""
+
+    @abc.abstractmethod
+    async def start(self) -> object: ...
+
+    @abc.abstractmethod
+    async def stop(self) -> object: ...
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self.start()
+        except BaseException:
+            await cleanup(self.stop())
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await cleanup(self.stop())
+
+
+class ManagedProcess(Lifecycle):
     """One supervised child process: start, stop, kill, pause, resume, restart. `clock` times
     its lifecycle events (the environment passes the run's clock)."""
 
@@ -287,19 +316,6 @@ class ManagedProcess:
             with contextlib.suppress(OSError):
                 log.close()
         self._logs = []
-
-    # context manager ----------------------------------------------------------------------
-    async def __aenter__(self) -> ManagedProcess:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await cleanup(self.stop())
 
     def __repr__(self) -> str:
         state = "running" if self.running else f"exited({self.returncode})"

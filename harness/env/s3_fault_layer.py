@@ -34,7 +34,7 @@ from xml.sax.saxutils import escape
 
 from harness.env import resources
 from harness.env.ports import LOCALHOST
-from harness.env.process import cleanup
+from harness.env.process import Lifecycle
 from harness.env.s3_operations import classify
 
 Action = Literal["outage", "error", "latency", "drop"]
@@ -147,7 +147,7 @@ def _with_connection_close(raw_head: bytes) -> bytes:
     return ("\r\n".join([lines[0], *kept, "Connection: close"]) + "\r\n\r\n").encode("latin-1")
 
 
-class S3FaultLayer:
+class S3FaultLayer(Lifecycle):
     """The reverse proxy: `async with S3FaultLayer(upstream_port) as layer: layer.url`."""
 
     def __init__(
@@ -196,13 +196,6 @@ class S3FaultLayer:
         if handlers:
             await asyncio.wait(handlers, timeout=5.0)
         resources.unregister_port(self.port)
-
-    async def __aenter__(self) -> S3FaultLayer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await cleanup(self.stop())
 
     # faults ---------------------------------------------------------------------------------
     def add_rule(self, rule: S3FaultRule) -> S3FaultRule:

@@ -23,7 +23,7 @@ import httpx
 
 from harness.env import resources
 from harness.env.ports import LOCALHOST, PortInUse, ensure_port_free, free_port, split_host_port
-from harness.env.process import ManagedProcess, ProcessError, ProcessSpec, cleanup
+from harness.env.process import Lifecycle, ManagedProcess, ProcessError, ProcessSpec
 from harness.env.readiness import HttpOk
 from harness.env.toxiproxy_binary import TOXIPROXY_VERSION, ensure_toxiproxy_server
 
@@ -194,7 +194,7 @@ def binary_version(binary: Path) -> str:
     return f"{TOXIPROXY_VERSION} (pinned; binary version not verifiable without go)"
 
 
-class ToxiproxyServer:
+class ToxiproxyServer(Lifecycle):
     """A toxiproxy-server child on 127.0.0.1 and its API client, as an async context manager."""
 
     def __init__(self, run_dir: Path, port: int = 0, binary: Path | None = None) -> None:
@@ -266,14 +266,3 @@ class ToxiproxyServer:
         if self._process is not None:
             await self._process.stop()
             self._process = None
-
-    async def __aenter__(self) -> ToxiproxyServer:
-        try:
-            await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await cleanup(self.stop())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 
 from harness.env.environment import Environment, EnvironmentConfig
 
@@ -23,6 +24,9 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    # A shell starts background jobs with SIGINT ignored, and children inherit that: run from
+    # `make test &` this script would never see the test's Ctrl-C. It wants Python's own handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         asyncio.run(main())
     except KeyboardInterrupt:

@@ -40,7 +40,7 @@ def find_toxiproxy_server() -> Path | None:
     return None
 
 
-def build_toxiproxy_server(timeout_s: float = 600.0) -> Path:
+def build_toxiproxy_server(timeout_s: float = 600.0, attempts: int = 3) -> Path:
     """Build the pinned version with `go install` into the cache directory."""
     go = shutil.which("go")
     if go is None:
@@ -49,12 +49,16 @@ def build_toxiproxy_server(timeout_s: float = 600.0) -> Path:
     with tempfile.TemporaryDirectory(prefix="toxiproxy-build-") as gobin:
         env = dict(os.environ, GOBIN=gobin, GOFLAGS="-mod=mod")
         cmd = [go, "install", f"{TOXIPROXY_MODULE}/cmd/server@{TOXIPROXY_VERSION}"]
-        try:
-            proc = subprocess.run(
-                cmd, env=env, cwd=gobin, capture_output=True, text=True, timeout=timeout_s, check=False
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise ToxiproxyUnavailable(_how_to_get(f"`{' '.join(cmd)}` timed out")) from exc
+        for attempt in range(1, attempts + 1):  # a module-proxy hiccup on a fresh machine is common
+            try:
+                proc = subprocess.run(
+                    cmd, env=env, cwd=gobin, capture_output=True, text=True, timeout=timeout_s, check=False
+                )
+            except subprocess.TimeoutExpired as exc:
+                raise ToxiproxyUnavailable(_how_to_get(f"`{' '.join(cmd)}` timed out")) from exc
+            if proc.returncode == 0:
+                break
+            print(f"`{' '.join(cmd)}` failed (attempt {attempt} of {attempts})", file=sys.stderr)
         if proc.returncode != 0:
             raise ToxiproxyUnavailable(_how_to_get(f"`{' '.join(cmd)}` failed: {proc.stderr.strip()[-800:]}"))
         built = Path(gobin) / "server"

@@ -18,6 +18,7 @@ FAILPOINT_NAMES: dict[str, str] = {
     "storage.write": "the storage write of apply_changes",
     "storage.read": "the storage read of get_changes",
     "broadcast.send": "queueing push_changes to one recipient (error only)",
+    "outbox.write": "recording an applied batch in the durable S3 outbox (error only)",
 }
 MODES = ("off", "error", "delay")
 

@@ -79,6 +79,10 @@ class ObjectStoreBridge:
             "coordinator_s3_breaker_state", "Object-store breaker: 0 closed, 1 half-open, 2 open"
         )
         breaker.callback = lambda: {(): float(self.persistence.state.gauge)}
+        self._record_failures = service.metrics.counter(
+            "coordinator_s3_outbox_write_failures_total",
+            "Applied batches the outbox could not record (a snapshot carries them to S3 instead)",
+        )
 
     # lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -150,7 +154,21 @@ class ObjectStoreBridge:
         skipped: int,
         conflicts: int,
     ) -> None:
-        self.persistence.record_batch(database_id, client_site_id, change_sets, applied, skipped, conflicts)
+        try:
+            self.service.failpoints.check("outbox.write")
+            self.persistence.record_batch(
+                database_id, client_site_id, change_sets, applied, skipped, conflicts
+            )
+        except Exception as exc:
+            # The change is committed locally and is pushed to the other sessions; only its S3
+            # copy failed. Failing the apply would not undo it, and its retry applies nothing, so
+            # no batch would ever carry it: a snapshot of the database does instead (and the
+            # time cadence takes another one if that fails too, as the change still counts).
+            self.log.error("s3_batch_record_failed", databaseId=database_id, error=str(exc))
+            self._record_failures.inc()
+            self.persistence.note_applied(database_id, applied)
+            self._snapshot_later(database_id)
+            return
         if self.persistence.note_applied(database_id, applied):
             self._snapshot_later(database_id)
 

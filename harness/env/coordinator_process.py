@@ -24,7 +24,14 @@ from harness.env.ports import LOCALHOST, ensure_port_free
 from harness.env.process import Lifecycle, ManagedProcess, ProcessError, ProcessEvent, ProcessSpec, cleanup
 from harness.env.readiness import HttpOk, PortFile, wait_until
 
-FAILPOINT_NAMES = ("snapshot.read", "store.open", "storage.write", "storage.read", "broadcast.send")
+FAILPOINT_NAMES = (
+    "snapshot.read",
+    "store.open",
+    "storage.write",
+    "storage.read",
+    "broadcast.send",
+    "outbox.write",
+)
 
 
 MAX_LOG_LINES = 1_000_000

@@ -4,6 +4,7 @@ a TCP fault proxy in front of it): the client path, the outage announcements, du
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import time
 from pathlib import Path
@@ -165,3 +166,43 @@ async def test_unknown_bucket_is_said_at_start_and_on_ready(
         ready = await http.get("/ready")
     assert ready.status_code == 503 and "no-such-bucket" in ready.json()["error"]["message"]
     assert any(e.get("event") == "s3_config_error" for e in coord.log_events())
+
+
+async def test_a_batch_the_outbox_cannot_record_still_reaches_s3_in_a_snapshot(
+    start_coordinator: Any, connect: Any, moto_server: MotoServer, bucket: str
+) -> None:
+    """The change is committed locally before the outbox write: failing the apply would not undo
+    it, would keep it from the other sessions, and its retry would apply nothing, so no batch
+    would ever carry it. It is acknowledged and pushed, and a snapshot takes it to S3."""
+    coord = await start_coordinator(*_s3_args(bucket, moto_server.endpoint), "--enable-failpoints")
+    writer, reader = await connect(coord), await connect(coord)
+    await writer.handshake("db1")
+    await reader.handshake("db1")
+    recorded = await _apply_many(writer, 3)
+    async with coord.http() as http:
+        armed = await http.put(
+            "/admin/failpoints/outbox.write", json={"mode": "error", "times": 1}, headers=ADMIN
+        )
+        assert armed.status_code == 200
+    marker = "outbox-could-not-record-this"
+    cs = write(writer.site_id, "t", 99, "x", marker, 9000)
+    await writer.send({"type": "apply_changes", "changes": [cs]})
+    assert (await writer.expect("apply_result"))["applied"] == 1
+    reader.SKIP = frozenset({"heartbeat", "presence"})
+    pushed: list[str] = []
+    while cs["changes"][0]["hlc"] not in pushed:
+        push = await reader.expect("push_changes")
+        pushed += [c["hlc"] for s in push["changeSets"] for c in s["changes"]]
+
+    def snapshot_has_marker() -> bool:
+        keys = list_keys(moto_server.endpoint, bucket, "t/db1/snapshots/")
+        return any(
+            marker.encode() in gzip.decompress(get_bytes(moto_server.endpoint, bucket, k)) for k in keys
+        )
+
+    await _poll(snapshot_has_marker, what="a snapshot in S3 with the change the outbox could not record")
+    await _poll(lambda: sorted(_batch_changes(moto_server, bucket)) == sorted(recorded), what="the batches")
+    async with coord.http() as http:
+        metrics = (await http.get("/metrics")).text
+    assert "coordinator_s3_outbox_write_failures_total 1" in metrics
+    assert any(e.get("event") == "s3_batch_record_failed" for e in coord.log_events())

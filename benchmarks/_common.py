@@ -7,6 +7,7 @@ read separately: on a small shared machine the clients compete with the server t
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import contextlib
@@ -33,6 +34,23 @@ REPO = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 HOST = "127.0.0.1"  # traffic only to this machine
 PIPE_LIMIT = 256 * 1024 * 1024  # worker reports carry latency samples
+
+
+def add_profiling_and_worker_args(parser: argparse.ArgumentParser) -> None:
+    """The options both load scripts share: GC profiling switches and the hidden worker mode."""
+    parser.add_argument(
+        "--gc-only", action="store_true", help="with --profile: record only GC pauses (no cProfile slowdown)"
+    )
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="with --profile, an experiment: gc.freeze() in the coordinator when the profiled phase starts",
+    )
+    # worker mode (internal)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--host", default=HOST, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--path", default="/sync/ws", help=argparse.SUPPRESS)
 
 
 def new_site_id() -> str:

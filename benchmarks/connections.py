@@ -33,6 +33,7 @@ from benchmarks._common import (
     Coordinator,
     CpuWindow,
     Worker,
+    add_profiling_and_worker_args,
     ask_all,
     gc_pause_ms_within,
     load_info,
@@ -402,19 +403,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--profile", type=Path, help="run the coordinator under cProfile during the hold; pstats file"
     )
-    parser.add_argument(
-        "--gc-only", action="store_true", help="with --profile: record only GC pauses (no cProfile slowdown)"
-    )
-    parser.add_argument(
-        "--gc-freeze",
-        action="store_true",
-        help="with --profile, an experiment: gc.freeze() in the coordinator when the profiled phase starts",
-    )
-    # worker mode (internal)
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--host", default=HOST, help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--path", default="/sync/ws", help=argparse.SUPPRESS)
+    add_profiling_and_worker_args(parser)
     parser.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.databases <= 0:

@@ -117,3 +117,33 @@ async def test_shutdown_notifies_and_closes_with_1001(tmp_path: Path) -> None:
     frames = [orjson.loads(f) for f in a.queue]
     assert frames[0]["type"] == "notice" and frames[0]["code"] == "SERVER_SHUTDOWN"
     assert a.close_code == 1001
+
+
+async def test_an_operational_route_that_fails_answers_internal_error_not_a_traceback(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """/status and the other plain routes are scraped at any moment, also while the server drains;
+    a failure there is a JSON error with a code and one log line, as on the sync routes."""
+    import httpx
+
+    from coordinator.transport.http import HttpApi
+
+    service, _ = await _service(tmp_path)
+
+    def broken_status() -> dict[str, Any]:
+        raise RuntimeError("status source went away")
+
+    monkeypatch.setattr(service, "status", broken_status)
+    transport = httpx.ASGITransport(app=HttpApi(service).app())
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://coordinator") as http:
+            answer = await http.get("/sync/status")
+            healthy = await http.get("/sync/health")
+    finally:
+        await service.shutdown()
+    assert answer.status_code == 500
+    assert answer.json() == {
+        "ok": False,
+        "error": {"code": "INTERNAL_ERROR", "message": "status failed: status source went away"},
+    }
+    assert healthy.status_code == 200

@@ -10,14 +10,18 @@ import argparse
 import asyncio
 import contextlib
 import json
+import signal
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness import __version__
 
 if TYPE_CHECKING:
     from harness.report.record import RunRecord
+
+T = TypeVar("T")
 
 DEFAULT_SUITE_DIR = Path("scenarios")
 DEFAULT_REPORT_DIR = Path("reports")
@@ -126,10 +130,27 @@ def main(argv: list[str] | None = None) -> int:
         if not files:
             console.error(f"harness: no scenario files in {args.dir}")
             return 2
-        return asyncio.run(_run_files(files, args, console, suite=args.command == "suite"))
+        return asyncio.run(_stoppable(_run_files(files, args, console, suite=args.command == "suite")))
     except KeyboardInterrupt:
         console.error("harness: interrupted; everything it started has been stopped")
         return 130
+    except asyncio.CancelledError:
+        console.error("harness: terminated; everything it started has been stopped")
+        return 143
+
+
+async def _stoppable(work: Awaitable[T]) -> T:
+    """SIGTERM (a CI timeout, `kill`, a container stop) stops a run as Ctrl-C does: the run is
+    cancelled and every environment stops what it started before the process exits. Without
+    this the default action would kill the harness and leave its servers running."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await work
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 async def _run_files(files: list[Path], args: argparse.Namespace, console: Console, suite: bool) -> int:
@@ -209,7 +230,9 @@ def _verify(args: argparse.Namespace, console: Console) -> int:
         return 2
     try:
         ok, _ = asyncio.run(
-            verify(args.dir, args.bug, args.jobs, args.repeat, args.report_dir, console.line, args.seed)
+            _stoppable(
+                verify(args.dir, args.bug, args.jobs, args.repeat, args.report_dir, console.line, args.seed)
+            )
         )
     except FileNotFoundError as exc:
         console.error(f"harness: {exc}")

@@ -17,6 +17,7 @@ from harness.report import MatrixRow, write_matrix
 from harness.report.matrix import matrix_ok
 
 Say = Callable[[str], None]
+CHILD_STOP_TIMEOUT_S = 60.0  # a run's environment stops within its components' own deadlines
 
 
 @dataclass
@@ -62,8 +63,13 @@ async def _run_job(job: Job, seed: int | None) -> JobResult:
         try:
             code = await proc.wait()
         except asyncio.CancelledError:
-            proc.kill()
-            await proc.wait()
+            # SIGTERM lets the run stop its own environment; SIGKILL only if it does not exit.
+            proc.terminate()
+            try:
+                await asyncio.wait_for(asyncio.shield(proc.wait()), CHILD_STOP_TIMEOUT_S)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
             raise
     journal_path = job.report_dir / "latest" / "journal.json"
     if code not in (0, 1) or not journal_path.exists():

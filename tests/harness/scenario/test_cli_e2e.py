@@ -48,3 +48,78 @@ def test_list_shows_scenarios_checks_and_faults() -> None:
     assert any(s["path"].endswith("smoke.yaml") for s in data["scenarios"])
     assert {c["name"] for c in data["checks"]} >= {"convergence", "durability", "tenant-isolation"}
     assert {f["kind"] for f in data["faults"]} >= {"latency", "s3_outage", "kill", "failpoint"}
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if int(text[text.rfind(")") + 2 :].split()[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2 :].split()[0] != "Z"
+
+
+def _exists(path: str) -> bool:
+    return Path(path).exists()
+
+
+def _temp_dirs_in_cmdline(pid: int) -> list[str]:
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    except OSError:
+        return []
+    return [str(Path(a).parent if a.endswith(".json") else Path(a)) for a in args if "/sync-harness-" in a]
+
+
+async def test_sigterm_stops_a_run_and_everything_it_started(tmp_path: Path) -> None:
+    """A CI timeout or `kill` sends SIGTERM: the harness must stop its servers and remove its
+    temp dirs as on Ctrl-C, not die and leave them running."""
+    import asyncio
+    import signal
+
+    runner = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "run",
+        "scenarios/smoke.yaml",
+        "--report-dir",
+        str(tmp_path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert runner.stdout is not None and runner.stderr is not None
+        seen = b""
+        while b"timeline steps" not in seen:  # printed once the environment is up and clients run
+            line = await asyncio.wait_for(runner.stdout.readline(), 120.0)
+            assert line, f"harness ended before the run started: {seen!r}"
+            seen += line
+        children = _children_of(runner.pid)
+        dirs = sorted({d for pid in children for d in _temp_dirs_in_cmdline(pid)})
+        assert len(children) >= 2 and dirs  # toxiproxy and the coordinator (and moto if S3); their dirs
+        runner.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(runner.communicate(), 90.0)
+    finally:
+        if runner.returncode is None:  # the test failed early: still let the run clean up
+            runner.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(runner.wait(), 90.0)
+            except TimeoutError:
+                runner.kill()
+                await runner.wait()
+    assert runner.returncode == 143, err.decode()
+    assert "terminated; everything it started has been stopped" in err.decode()
+    assert [pid for pid in children if _alive(pid)] == []
+    assert [d for d in dirs if _exists(d)] == []

@@ -9,6 +9,8 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from harness.env.resources import processes_in_groups
+
 
 def _harness(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -62,14 +64,6 @@ def _children_of(pid: int) -> list[int]:
     return found
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2 :].split()[0] != "Z"
-
-
 def _exists(path: str) -> bool:
     return Path(path).exists()
 
@@ -121,5 +115,5 @@ async def test_sigterm_stops_a_run_and_everything_it_started(tmp_path: Path) -> 
                 await runner.wait()
     assert runner.returncode == 143, err.decode()
     assert "terminated; everything it started has been stopped" in err.decode()
-    assert [pid for pid in children if _alive(pid)] == []
+    assert processes_in_groups(set(children)) == []  # each server leads its own process group
     assert [d for d in dirs if _exists(d)] == []

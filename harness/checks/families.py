@@ -4,6 +4,7 @@ from harness.checks import (  # noqa: F401
     backend_load,
     broadcast,
     convergence,
+    data_isolation,
     degradation,
     error_specificity,
     failure_visibility,

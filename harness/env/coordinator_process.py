@@ -241,6 +241,22 @@ class CoordinatorProcess(Lifecycle):
         process.spec.argv = self.argv()
         await self._start_process(process)
 
+    def wipe_data(self) -> int:
+        """Delete everything in the data dir (the process must not be running): a lost disk.
+        The next start finds no local store and must restore each database from S3. Returns
+        how many entries were removed."""
+        if self._process is not None and self._process.running:
+            raise CoordinatorError("the coordinator is still running; kill it before wiping its data")
+        removed = 0
+        if self.data_dir.exists():
+            for entry in self.data_dir.iterdir():
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+                removed += 1
+        return removed
+
     async def stop(self) -> int | None:
         if self._process is None:
             return None

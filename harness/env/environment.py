@@ -37,7 +37,7 @@ BUNDLED = "bundled"
 CLIENT_PROXY = "client"
 S3_PROXY = "s3"
 
-PROCESS_FAULTS = ("kill", "pause", "terminate", "restart")
+PROCESS_FAULTS = ("kill", "pause", "terminate", "restart", "disk_loss")
 S3_FAULTS = ("s3_outage", "s3_error", "s3_slowdown", "s3_latency", "s3_drop")
 
 

@@ -2,7 +2,7 @@
 
 kill (SIGKILL; cleared by starting it again), pause (SIGSTOP; cleared by SIGCONT), terminate
 (SIGTERM and wait for the exit; cleared by starting it again), restart (graceful stop and start,
-all in apply). Every start reuses the same data dir and port, so proxies and clients find it at
+all in apply), disk_loss (SIGKILL and delete the data dir: the restart must restore from S3). Every start reuses the same data dir and port, so proxies and clients find it at
 the same address. Exit codes are recorded as history events of process "nemesis".
 """
 
@@ -93,4 +93,23 @@ class Restart(ProcessFault):
         return None
 
 
-PROCESS_FAULTS: tuple[type[Fault], ...] = (Kill, Pause, Terminate, Restart)
+class DiskLoss(ProcessFault):
+    kind = "disk_loss"
+    summary = (
+        "SIGKILL the coordinator and delete its local data dir; clear starts it again, so every "
+        "database it opens is restored from the object store"
+    )
+    params = ()
+
+    async def _apply(self) -> None:
+        code = await self.coordinator.process.kill()
+        removed = self.coordinator.wipe_data()
+        self.history.event(
+            NEMESIS, "process-exit", target=self.target, signal="SIGKILL", code=code, wiped_entries=removed
+        )
+
+    async def _clear(self) -> None:
+        await self._start_again()
+
+
+PROCESS_FAULTS: tuple[type[Fault], ...] = (Kill, Pause, Terminate, Restart, DiskLoss)

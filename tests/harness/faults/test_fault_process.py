@@ -1,4 +1,4 @@
-"""Process faults on the real coordinator: kill, pause, terminate, restart."""
+"""Process faults on the real coordinator: kill, pause, terminate, restart, disk loss."""
 
 from __future__ import annotations
 
@@ -75,6 +75,24 @@ async def test_kill_then_clear_starts_again_on_the_same_port_and_data(env: Envir
     kinds = [e.kind for e in env.history.events if e.process == "nemesis"]
     assert kinds == ["process-exit", "process-started"]
     assert env.history.events[0].data["code"] == -9
+
+
+async def test_disk_loss_wipes_the_data_dir_and_clear_starts_on_an_empty_one(env: Environment) -> None:
+    """Without S3 nothing can be restored: the change is gone, which shows the disk really was lost."""
+    assert env.coordinator is not None
+    port = env.coordinator.port
+    await post_change(env.client_urls().http, "db1", "lost with the disk")
+    assert any(env.coordinator.data_dir.iterdir())
+    fault = create_fault({"kind": "disk_loss"}, env)
+    await fault.apply()
+    assert await health(env) is None
+    assert env.coordinator.process.returncode == -9
+    assert list(env.coordinator.data_dir.iterdir()) == []
+    await fault.clear()
+    assert env.coordinator.port == port and await health(env) == 200
+    assert await get_values(env.client_urls().http, "db1") == []
+    exits = [e for e in env.history.events if e.process == "nemesis" and e.kind == "process-exit"]
+    assert exits[0].data["wiped_entries"] >= 1
 
 
 async def test_terminate_is_graceful_and_clear_restarts(env: Environment) -> None:

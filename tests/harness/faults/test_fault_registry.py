@@ -16,7 +16,7 @@ from harness.faults.registry import (
 EVERY_KIND = {
     "latency", "jitter", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data",
     "proxy_down", "s3_outage", "s3_error", "s3_slowdown", "s3_latency", "s3_drop",
-    "kill", "pause", "terminate", "restart", "failpoint",
+    "kill", "pause", "terminate", "restart", "disk_loss", "failpoint",
 }  # fmt: skip
 
 

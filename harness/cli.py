@@ -90,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
         "--dir", type=Path, default=DEFAULT_SUITE_DIR / "bugs", help="folder of bug scenarios"
     )
     verify.add_argument("--seed", type=int, help="override every scenario's seed")
+    verify.add_argument(
+        "--job-timeout", type=float, default=600.0, help="seconds a run may take before it counts as an error"
+    )
     verify.add_argument("--report-dir", type=Path, default=DEFAULT_REPORT_DIR)
 
     listing = commands.add_parser("list", help="list scenarios, checks and faults")
@@ -223,7 +226,7 @@ def _summary_lines(outcomes: list[tuple[str, RunRecord]]) -> list[str]:
 
 
 def _verify(args: argparse.Namespace, console: Console) -> int:
-    from harness.verify import verify
+    from harness.verify import VerifyError, verify
 
     if args.jobs < 1 or args.repeat < 1:
         console.error("harness: --jobs and --repeat must be at least 1")
@@ -231,10 +234,19 @@ def _verify(args: argparse.Namespace, console: Console) -> int:
     try:
         ok, _ = asyncio.run(
             _stoppable(
-                verify(args.dir, args.bug, args.jobs, args.repeat, args.report_dir, console.line, args.seed)
+                verify(
+                    args.dir,
+                    args.bug,
+                    args.jobs,
+                    args.repeat,
+                    args.report_dir,
+                    console.line,
+                    args.seed,
+                    job_timeout_s=args.job_timeout,
+                )
             )
         )
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, VerifyError) as exc:
         console.error(f"harness: {exc}")
         return 2
     return 0 if ok else 1

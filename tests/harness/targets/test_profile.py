@@ -89,3 +89,8 @@ def test_bundled_plain_v1_profile_has_no_extensions() -> None:
     assert not any(profile.capabilities.values()) and profile.heartbeat_interval_ms is None
     assert profile.grants("A") == ("*",)  # plain v1: tokens are valid on every database
     assert bundled_profile({"compat": "plain-v1", "tombstone_policy": "revive"}).tombstone_policy == "revive"
+
+
+def test_the_shipped_example_profile_loads() -> None:
+    profile = load_profile(Path("scenarios/profiles/example.yaml"))
+    assert profile.tombstone_policy == "delete-wins" and profile.grants("T2") == ("*",)

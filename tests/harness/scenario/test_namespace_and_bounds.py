@@ -155,3 +155,29 @@ def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "scenario.yaml"
     path.write_text(text)
     return path
+
+
+def test_cli_refuses_a_malformed_nonce_and_a_bad_profile(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.cli import main
+
+    with pytest.raises(SystemExit) as caught:
+        main(["run", "scenarios/smoke.yaml", "--namespace", "not/ok"])
+    assert caught.value.code == 2
+    bad = tmp_path / "p.yaml"
+    bad.write_text("tombstone_policy: sometimes\n")
+    assert (
+        main(
+            [
+                "run",
+                "scenarios/smoke.yaml",
+                "--target-profile",
+                str(bad),
+                "--target",
+                "http://127.0.0.1:9/sync",
+            ]
+        )
+        == 2
+    )
+    assert f"{bad}:1:" in capsys.readouterr().err

@@ -106,6 +106,11 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument(
         "--wait-s", type=float, default=12.0, help="longest wait for heartbeats (bounds the probe)"
     )
+    probe.add_argument(
+        "--database-prefix",
+        default="harness-probe",
+        help="the scratch database is PREFIX-<random>: choose one the token is granted",
+    )
     probe.add_argument("--allow-remote", action="store_true", help="probe a target that is not on loopback")
 
     listing = commands.add_parser("list", help="list scenarios, checks and faults")
@@ -294,7 +299,12 @@ async def _probe(args: argparse.Namespace, console: Console) -> int:
         console.error(f"harness: ${args.admin_token_env} is not set; /debug/resources is not probed")
     try:
         report = await probe_target(
-            args.target, args.token, admin_token, wait_s=args.wait_s, allow_remote=args.allow_remote
+            args.target,
+            args.token,
+            admin_token,
+            wait_s=args.wait_s,
+            allow_remote=args.allow_remote,
+            database_prefix=args.database_prefix,
         )
     except ProbeError as exc:
         console.error(f"harness: {exc}")

@@ -126,6 +126,7 @@ async def probe_target(
     admin_token: str | None = None,
     wait_s: float = 12.0,
     allow_remote: bool = False,
+    database_prefix: str = "harness-probe",
 ) -> ProbeReport:
     """Probe `target` within about `wait_s` seconds (the heartbeat wait bounds it)."""
     if not target.startswith(("http://", "https://", "ws://", "wss://")):
@@ -133,7 +134,7 @@ async def probe_target(
     if not allow_remote and not is_loopback(target):
         raise ProbeError(f"{target} is not a loopback address; pass --allow-remote to probe it")
     ws_url, http_url = _urls(target)
-    database = f"harness-probe-{secrets.token_hex(6)}"
+    database = f"{database_prefix}-{secrets.token_hex(6)}"  # a prefix a restricted token may use
     report = ProbeReport(target, database)
     history = History()
     started = time.monotonic()

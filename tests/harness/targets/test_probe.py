@@ -36,7 +36,7 @@ def test_probe_writes_a_profile_that_loads(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("PROBE_ADMIN", ADMIN)
     out = tmp_path / "profile.yaml"
     with coordinator(
-        tmp_path, "--heartbeat-interval-ms", "200", "--admin-token", ADMIN, "--token", "T1"
+        tmp_path, "--heartbeat-interval-ms", "200", "--admin-token", ADMIN, "--token", "T1:scratch*"
     ) as server:
         code = main(
             [
@@ -51,6 +51,8 @@ def test_probe_writes_a_profile_that_loads(tmp_path: Path, monkeypatch: pytest.M
                 "5",
                 "--write-profile",
                 str(out),
+                "--database-prefix",
+                "scratch",  # the token is granted scratch* only
             ]
         )
     assert code == 0

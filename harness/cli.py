@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import shlex
 import signal
 import sys
 from collections.abc import Awaitable
@@ -95,6 +96,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--report-dir", type=Path, default=DEFAULT_REPORT_DIR)
 
+    probe = commands.add_parser(
+        "probe",
+        help="detect a target's capabilities, heartbeat interval and tombstone policy; draft a profile",
+    )
+    probe.add_argument("--target", required=True, help="http://host:port/sync (or ws://.../sync/ws)")
+    probe.add_argument("--token", help="token to present")
+    probe.add_argument(
+        "--admin-token-env", metavar="NAME", help="environment variable holding the admin token"
+    )
+    probe.add_argument("--write-profile", type=Path, metavar="FILE", help="write the drafted profile here")
+    probe.add_argument(
+        "--wait-s", type=float, default=12.0, help="longest wait for heartbeats (bounds the probe)"
+    )
+    probe.add_argument(
+        "--database-prefix",
+        default="harness-probe",
+        help="the scratch database is PREFIX-<random>: choose one the token is granted",
+    )
+    probe.add_argument("--allow-remote", action="store_true", help="probe a target that is not on loopback")
+
     listing = commands.add_parser("list", help="list scenarios, checks and faults")
     listing.add_argument("--dir", type=Path, default=DEFAULT_SUITE_DIR)
     listing.add_argument("--json", action="store_true", help="as JSON")
@@ -105,6 +126,19 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="override the scenario's seed (printed and recorded either way)")
     p.add_argument(
         "--target", help="run against an external server (http://host:port/sync) instead of the bundled one"
+    )
+    p.add_argument(
+        "--target-profile",
+        type=Path,
+        help="YAML profile of the external target: tokens, tombstone policy, timings, capabilities "
+        "(`harness probe --write-profile` drafts one)",
+    )
+    p.add_argument(
+        "--namespace",
+        type=_nonce,
+        metavar="NONCE",
+        help="reuse a recorded run nonce (database and site ids), to replay on a fresh server; "
+        "default: a new one per run",
     )
     p.add_argument("--token", help="token the clients present (external targets)")
     p.add_argument("--admin-token", help="admin token for /debug/resources (external targets)")
@@ -121,6 +155,14 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _nonce(value: str) -> str:
+    from harness.targets.namespace import NONCE_RE
+
+    if not NONCE_RE.match(value):
+        raise argparse.ArgumentTypeError("a nonce is 1 to 16 letters or digits")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     console = Console()
@@ -129,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             return _list(args, console)
         if args.command == "verify":
             return _verify(args, console)
+        if args.command == "probe":
+            return asyncio.run(_stoppable(_probe(args, console)))
         files = sorted(args.dir.glob("*.yaml")) if args.command == "suite" else args.files
         if not files:
             console.error(f"harness: no scenario files in {args.dir}")
@@ -166,6 +210,14 @@ async def _run_files(files: list[Path], args: argparse.Namespace, console: Conso
     except ScenarioError as exc:
         console.error(f"harness: {exc}")
         return 2
+    if args.target_profile is not None:
+        from harness.targets.profile import ProfileError, load_profile
+
+        try:
+            load_profile(args.target_profile)
+        except ProfileError as exc:
+            console.error(f"harness: {exc}")
+            return 2
     records = []
     outcomes: list[tuple[str, RunRecord]] = []
     worst = 0
@@ -176,14 +228,15 @@ async def _run_files(files: list[Path], args: argparse.Namespace, console: Conso
             admin_token=args.admin_token,
             progress=console.line,
             bugs=list(args.bug),
+            target_profile=args.target_profile,
+            namespace=args.namespace,
         )
         if args.keep_logs:
             options.run_dir = args.report_dir / "logs" / scenario.name
             options.run_dir.mkdir(parents=True, exist_ok=True)
         with console.status(f"{scenario.name}: running ({scenario.duration_s:g} s of load and faults)"):
             record = await run_scenario(scenario, options)
-        if args.target:
-            record.rerun = f"harness run {scenario.path} --seed {scenario.seed} --target {args.target}"
+        record.rerun = _rerun(scenario.path, scenario.seed, record, args)
         out = write_run_report(args.report_dir, record)
         records.append(out)
         code = record.effective_exit_code
@@ -196,6 +249,20 @@ async def _run_files(files: list[Path], args: argparse.Namespace, console: Conso
             console.line(line)
         console.line(f"suite report: {suite_dir / 'index.html'}")
     return worst
+
+
+def _rerun(path: str, seed: int, record: RunRecord, args: argparse.Namespace) -> str:
+    """The replay command: same seed and namespace (for a fresh server; on a shared one drop
+    --namespace so the replay gets ids of its own)."""
+    words = ["harness", "run", path, "--seed", str(seed)]
+    nonce = ((record.scenario_data or {}).get("namespace") or {}).get("nonce")
+    if nonce:
+        words += ["--namespace", str(nonce)]
+    if args.target:
+        words += ["--target", args.target]
+    if args.target_profile:
+        words += ["--target-profile", str(args.target_profile)]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def _summary_lines(outcomes: list[tuple[str, RunRecord]]) -> list[str]:
@@ -223,6 +290,37 @@ def _summary_lines(outcomes: list[tuple[str, RunRecord]]) -> list[str]:
         if rerun:
             lines.append(f"      replay: {rerun}")
     return lines
+
+
+async def _probe(args: argparse.Namespace, console: Console) -> int:
+    import os
+
+    from harness.targets.probe import ProbeError, probe_target
+
+    admin_token = os.environ.get(args.admin_token_env) if args.admin_token_env else None
+    if args.admin_token_env and admin_token is None:
+        console.error(f"harness: ${args.admin_token_env} is not set; /debug/resources is not probed")
+    try:
+        report = await probe_target(
+            args.target,
+            args.token,
+            admin_token,
+            wait_s=args.wait_s,
+            allow_remote=args.allow_remote,
+            database_prefix=args.database_prefix,
+        )
+    except ProbeError as exc:
+        console.error(f"harness: {exc}")
+        return 2
+    text = report.profile_yaml(args.token, args.admin_token_env)
+    for note in report.notes:
+        console.line(f"note: {note}")
+    if args.write_profile is not None:
+        args.write_profile.write_text(text)
+        console.line(f"profile written to {args.write_profile}: edit it, then run with --target-profile")
+    else:
+        print(text, end="")
+    return 0
 
 
 def _verify(args: argparse.Namespace, console: Console) -> int:

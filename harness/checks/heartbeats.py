@@ -20,13 +20,15 @@ from harness.history import History
     "heartbeat-continuity",
     "heartbeats",
     "no gap between heartbeats longer than factor x interval in any session, also during S3 faults",
-    interval_s=Param(5.0, "the target's heartbeat interval"),
+    interval_s=Param(None, "the target's heartbeat interval (from its profile when not given)"),
     factor=Param(2.0, "a gap over factor x interval is a violation"),
 )
 def heartbeat_continuity(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
     name = "heartbeat-continuity"
     if missing := cap.missing(history, obs, cap.HEARTBEAT):
         return unsupported(name, params, missing)
+    if params["interval_s"] is None:
+        return unknown(name, "heartbeat interval not known (profile key heartbeat_interval_ms)", params)
     limit = float(params["interval_s"]) * float(params["factor"])
     end_of_run = history.now()
     judged = 0

@@ -1,5 +1,10 @@
 """Leaked resources: once every client has left and the idle timeout has passed, the target's
-counts of stores, references, sessions and background tasks are back to their baseline."""
+counts of stores, references, sessions and background tasks are back to their baseline.
+
+The baseline is the first sample, taken before any client connected (not zero: a shared server
+has other users' stores and sessions). The idle timeout is the target's (profile key
+`idle_store_timeout_ms`); when it is not known, or longer than the run waits, the check says
+unknown rather than judge a store that is still allowed to be open."""
 
 from __future__ import annotations
 
@@ -64,7 +69,10 @@ def _series(
     "leaked-resources",
     "resources",
     "after clients leave and the idle timeout passes, stores/sessions/tasks return to baseline",
-    settle_s=Param(5.0, "time after the last client left (idle timeout + margin) before counts must be back"),
+    settle_s=Param(
+        None, "time after the last client left (idle timeout + margin) before counts must be back"
+    ),
+    max_settle_s=Param(60.0, "longest settle the run waits for; a longer idle timeout gives unknown"),
     ignore=Param(DEFAULT_IGNORE, "regex of resource paths that are not counts of live things"),
     tolerance=Param(0, "how far above baseline a count may end"),
 )
@@ -76,9 +84,20 @@ def leaked_resources(history: History, obs: Observations, params: dict[str, Any]
         return unknown(
             name, f"clients still connected at the end: {', '.join(sorted(set(still)))[:200]}", params
         )
+    if params["settle_s"] is None:
+        return unknown(name, "idle-store timeout not known (profile key idle_store_timeout_ms)", params)
+    settle = float(params["settle_s"])
+    if settle > float(params["max_settle_s"]):
+        return unknown(
+            name,
+            f"settle time {settle:g}s (idle-store timeout + margin) is longer than the run waits "
+            f"(max_settle_s {float(params['max_settle_s']):g})",
+            params,
+        )
+    first_client = min([c.opened_at for c in conns] + [o.time for o in history.ops], default=float("inf"))
     left_at = max((c.closed_at or 0.0 for c in conns), default=0.0)
     ops_end = max((o.time for o in history.ops), default=0.0)
-    quiet_from = max(left_at, ops_end) + float(params["settle_s"])
+    quiet_from = max(left_at, ops_end) + settle
     starts = obs.process_times("start", "restart")
     since = max(starts) if starts else float("-inf")
     ignore = re.compile(str(params["ignore"]))
@@ -87,17 +106,20 @@ def leaked_resources(history: History, obs: Observations, params: dict[str, Any]
         sources.append(("/debug/resources", obs.resources))
     violations: list[dict[str, Any]] = []
     judged: list[str] = []
+    no_baseline: list[str] = []
     for label, samples in sources:
-        series = _series(samples, ignore, since)
-        finals = [s for s in series if s[0] >= quiet_from]
+        before = [s for s in _series(samples, ignore, float("-inf")) if s[0] <= first_client]
+        finals = [s for s in _series(samples, ignore, since) if s[0] >= quiet_from]
         if not finals:
             continue
+        if not before:
+            no_baseline.append(label)
+            continue
+        base = before[0][1]
         final_time, final = finals[-1]
         for path, value in final.items():
             # A path missing from a sample counts as zero there (an empty list has no items).
-            baseline = min((s[1].get(path, 0.0) for s in series), default=value)
-            if label == "/status":
-                baseline = min(baseline, 0.0)  # /status counts live things: zero when idle
+            baseline = base.get(path, 0.0)
             judged.append(f"{label}:{path}")
             if value > baseline + float(params["tolerance"]):
                 violations.append(
@@ -108,5 +130,9 @@ def leaked_resources(history: History, obs: Observations, params: dict[str, Any]
             name, f"{len(violations)} resource counts above baseline after clients left", params, violations
         )
     if not judged:
+        if no_baseline:
+            return unknown(
+                name, f"no {' or '.join(no_baseline)} sample before the clients connected (baseline)", params
+            )
         return unknown(name, f"no /status or /debug/resources sample at or after t={quiet_from:.1f}s", params)
     return passed(name, f"{len(judged)} resource counts back to baseline", params, [{"paths": judged[:50]}])

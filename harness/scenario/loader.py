@@ -15,6 +15,7 @@ from harness.faults.base import FaultSpecError
 from harness.faults.registry import validate_fault_spec
 from harness.scenario.located_yaml import Located, YamlSyntaxError, load_located
 from harness.scenario.model import ClientGroup, Condition, Scenario, Step, TargetSpec
+from harness.targets.profile import ProfileError, load_profile
 
 MAX_DURATION_S = 3600.0
 MAX_CLIENTS = 2000
@@ -169,10 +170,11 @@ class _Validator:
         path: tuple[Any, ...] = ("target",)
         if not isinstance(target, dict):
             raise self.error(path, "must be a mapping with `coordinator:` or `url:`")
-        unknown = set(target) - {"coordinator", "url", "token", "admin_token"}
+        unknown = set(target) - {"coordinator", "url", "token", "admin_token", "profile"}
         if unknown:
             raise self.error(
-                (*path, sorted(unknown)[0]), "unknown key; target has coordinator, url, token, admin_token"
+                (*path, sorted(unknown)[0]),
+                "unknown key; target has coordinator, url, token, admin_token, profile",
             )
         url = self.get(target, "url", path, str)
         coordinator = target.get("coordinator") or {}
@@ -194,12 +196,30 @@ class _Validator:
                 raise self.error((*cpath, "options", key), "must be a string, number, boolean or list")
         return TargetSpec(
             url=url,
+            profile=self.profile(target),
             coordinator_options=options,
             s3=self.get(coordinator, "s3", cpath, bool, False),
             failpoints=self.get(coordinator, "failpoints", cpath, bool, False),
             token=self.get(target, "token", path, str),
             admin_token=self.get(target, "admin_token", path, str),
         )
+
+    def profile(self, target: dict[str, Any]) -> str | None:
+        """`profile: FILE`, relative to the file that wrote it; loaded now so its mistakes stop
+        the run before it starts, at their own file and line."""
+        path: tuple[Any, ...] = ("target", "profile")
+        name = self.get(target, "profile", ("target",), str)
+        if name is None:
+            return None
+        file, _ = self.doc.where(path) or (str(self.path), 1)
+        resolved = Path(file).parent / name
+        if not resolved.is_file():
+            raise self.error(path, f"no such target profile {name!r} (looked in {Path(file).parent})")
+        try:
+            load_profile(resolved)
+        except ProfileError as exc:
+            raise ScenarioError(exc.file, exc.line, exc.message) from None
+        return str(resolved)
 
     def clients(self, clients: Any) -> tuple[ClientGroup, ...]:
         if not isinstance(clients, list) or not clients:

@@ -17,6 +17,7 @@ class TargetSpec:
     failpoints: bool = False
     token: str | None = None  # the clients' token
     admin_token: str | None = None  # for /debug/resources on an external target
+    profile: str | None = None  # a target profile file (harness/targets/profile.py), resolved path
 
     @property
     def bundled(self) -> bool:

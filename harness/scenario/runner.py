@@ -20,9 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.checks.capabilities import REFERENCE_COORDINATOR
 from harness.checks.observations import Observations
-from harness.checks.registry import load_all, run_check
+from harness.checks.registry import CHECKS, load_all, run_check
 from harness.checks.result import CheckResult
 from harness.client.behaviours import BEHAVIOURS, Behaviour, catch_up_all, read_server_state
 from harness.client.sync_client import ClientConfig, SyncClient
@@ -34,10 +33,15 @@ from harness.scenario.model import ClientGroup, Scenario
 from harness.scenario.observer import TargetObserver
 from harness.scenario.timeline import Timeline
 from harness.seed import Seeds
+from harness.targets.namespace import Namespace, new_nonce
+from harness.targets.profile import TargetProfile, bundled_profile, load_profile
 
 Progress = Callable[[str], None]
 END_GRACE_S = 15.0  # beyond the duration, for behaviours' final catch-up
 CATCH_UP_S = 30.0
+MAX_SETTLE_S = 60.0  # longest wait for an idle timeout before the final resource sample
+POLICY_CHECKS = ("convergence", "no-lost-write", "lww-final-state", "writes-accepted")
+DATABASE_PARAMS = ("foreign_database",)  # behaviour parameters that name a database
 
 
 @dataclass
@@ -46,6 +50,8 @@ class RunOptions:
     token: str | None = None
     admin_token: str | None = None
     bugs: list[str] = field(default_factory=list)  # re-introduce catalogued bugs in the bundled coordinator
+    target_profile: Path | None = None  # overrides the scenario's `target.profile` (external targets)
+    namespace: str | None = None  # the run nonce to reuse (replay); default a new one
     run_dir: Path | None = None  # keep the environment's logs here
     progress: Progress = lambda line: None
 
@@ -62,18 +68,21 @@ async def run_scenario(scenario: Scenario, options: RunOptions | None = None) ->
     notes: list[str] = []
     check_seconds: dict[str, float] = {}
     versions: dict[str, str | None] = {}
-    say(f"{scenario.name}: seed {scenario.seed}")
-    env_config = _environment_config(scenario, options)
+    namespace = Namespace(scenario.name, scenario.seed, options.namespace or new_nonce())
+    profile = target_profile(scenario, options, notes)
+    say(f"{scenario.name}: seed {scenario.seed}, namespace {namespace.prefix}")
+    env_config = _environment_config(scenario, options, namespace, profile)
     async with Environment(env_config, seeds, history) as env:
         versions.update(env.versions())
-        observations.capabilities = dict(REFERENCE_COORDINATOR) if env_config.target == BUNDLED else {}
+        observations.capabilities = dict(profile.capabilities)
         used = {step.fault["kind"] for step in scenario.timeline if step.fault is not None}
         for kind, reason in env.unsupported_faults().items():
             if kind in used or (kind == "network" and used):
                 notes.append(f"cannot cause {kind} here: {reason}")
-        await _run_phases(scenario, env, history, observations, seeds, options, notes)
+        run = _Run(scenario, env, history, observations, seeds, options, notes, namespace, profile)
+        await _run_phases(run)
     loop = asyncio.get_running_loop()
-    for name, bounds in check_bounds(scenario).items():
+    for name, bounds in check_bounds(scenario, profile).items():
         t0 = loop.time()
         results.append(run_check(name, history, observations, bounds))
         check_seconds[name] = loop.time() - t0
@@ -87,7 +96,7 @@ async def run_scenario(scenario: Scenario, options: RunOptions | None = None) ->
         started_at=started,
         ended_at=datetime.now(UTC),
         scenario_path=scenario.path,
-        scenario_data=scenario.to_json(),
+        scenario_data=scenario.to_json() | {"namespace": namespace.to_json(), "profile": profile.to_json()},
         versions=versions,
         notes=notes,
         check_seconds=check_seconds,
@@ -95,49 +104,81 @@ async def run_scenario(scenario: Scenario, options: RunOptions | None = None) ->
     )
 
 
-def check_bounds(scenario: Scenario) -> dict[str, dict[str, Any]]:
-    """The scenario's bounds, with the ones that follow from the bundled coordinator's own
-    settings filled in where the scenario left them out (a heartbeat gap is judged against the
-    interval the target was started with)."""
+def target_profile(scenario: Scenario, options: RunOptions, notes: list[str]) -> TargetProfile:
+    """What the run knows about its target: derived from the options the bundled coordinator is
+    started with, or read from the external target's profile file (empty without one)."""
+    file = options.target_profile or (Path(scenario.target.profile) if scenario.target.profile else None)
+    if options.target_url is None and scenario.target.bundled:
+        if file is not None:
+            notes.append(
+                f"target profile {file} ignored: the bundled coordinator's profile follows its options"
+            )
+        return bundled_profile(scenario.target.coordinator_options)
+    if file is None:
+        notes.append("no target profile: bounds it would give are unknown (harness probe drafts one)")
+        return TargetProfile()
+    return load_profile(file)
+
+
+def check_bounds(scenario: Scenario, profile: TargetProfile | None = None) -> dict[str, dict[str, Any]]:
+    """The scenario's bounds, with the ones that follow from the target's profile filled in where
+    the scenario left them out (a heartbeat gap is judged against the target's own interval).
+    For an external target the profile is its file, never the bundled coordinator's options; a
+    bound neither gives stays unset and its check says `unknown`, naming the profile key."""
+    if profile is None:
+        profile = (
+            bundled_profile(scenario.target.coordinator_options)
+            if scenario.target.bundled
+            else TargetProfile()
+        )
     out = {name: dict(bounds) for name, bounds in scenario.checks.items()}
-    options = scenario.target.coordinator_options if scenario.target.bundled else {}
-    hb = options.get("heartbeat_interval_ms")
+    hb = profile.heartbeat_interval_ms
     if hb is not None:
         if "heartbeat-continuity" in out:
-            out["heartbeat-continuity"].setdefault("interval_s", float(hb) / 1000.0)
+            out["heartbeat-continuity"].setdefault("interval_s", hb / 1000.0)
         if "degradation-announced" in out:
-            out["degradation-announced"].setdefault("heartbeat_interval_s", float(hb) / 1000.0)
-    idle = options.get("idle_store_timeout_ms")
+            out["degradation-announced"].setdefault("heartbeat_interval_s", hb / 1000.0)
+    idle = profile.idle_store_timeout_ms
     if "leaked-resources" in out and idle is not None:
-        out["leaked-resources"].setdefault("settle_s", float(idle) / 1000.0 + 2.0)
+        out["leaked-resources"].setdefault("settle_s", idle / 1000.0 + 2.0)
+    if profile.tombstone_policy is not None:
+        for name in POLICY_CHECKS:
+            spec = CHECKS.get(name)
+            if name in out and spec is not None and "tombstone_policy" in spec.params:
+                out[name].setdefault("tombstone_policy", profile.tombstone_policy)
     return out
 
 
-def settle_time(scenario: Scenario) -> float:
-    """Long enough after the clients leave for every check that judges the quiet state."""
-    bounds = check_bounds(scenario)
-    wanted = (
-        float(bounds.get("leaked-resources", {}).get("settle_s", 0.0)) + 1.0
-        if "leaked-resources" in bounds
-        else 0.0
-    )
+def settle_time(scenario: Scenario, profile: TargetProfile | None = None) -> float:
+    """Long enough after the clients leave for every check that judges the quiet state, capped
+    (leaked-resources' max_settle_s): beyond the cap that check says unknown rather than wait."""
+    bounds = check_bounds(scenario, profile)
+    wanted = 0.0
+    if "leaked-resources" in bounds:
+        leaked = bounds["leaked-resources"]
+        settle = leaked.get("settle_s")
+        cap = float(leaked.get("max_settle_s", MAX_SETTLE_S))
+        if settle is not None and float(settle) <= cap:
+            wanted = float(settle) + 1.0
     return max(scenario.settle_s, wanted)
 
 
-def _environment_config(scenario: Scenario, options: RunOptions) -> EnvironmentConfig:
+def _environment_config(
+    scenario: Scenario, options: RunOptions, namespace: Namespace, profile: TargetProfile
+) -> EnvironmentConfig:
     target = scenario.target
     url = options.target_url or target.url
     if url is not None:
         return EnvironmentConfig(
             target=url,
             with_s3=False,
-            admin_token=options.admin_token or target.admin_token,
+            admin_token=options.admin_token or target.admin_token or profile.admin_token(),
             run_dir=options.run_dir,
         )
     opts = dict(target.coordinator_options)
     tokens = opts.pop("tokens", [])
     coordinator = CoordinatorOptions(
-        tokens=list(tokens) if isinstance(tokens, list) else [str(tokens)],
+        tokens=[namespace.token_spec(str(t)) for t in (tokens if isinstance(tokens, list) else [tokens])],
         enable_failpoints=target.failpoints,
         heartbeat_interval_ms=opts.pop("heartbeat_interval_ms", None),
         drain_timeout_ms=opts.pop("drain_timeout_ms", None),
@@ -149,21 +190,30 @@ def _environment_config(scenario: Scenario, options: RunOptions) -> EnvironmentC
     )
 
 
-async def _run_phases(
-    scenario: Scenario,
-    env: Environment,
-    history: History,
-    observations: Observations,
-    seeds: Seeds,
-    options: RunOptions,
-    notes: list[str],
-) -> None:
+@dataclass
+class _Run:
+    """Everything one run's phases share."""
+
+    scenario: Scenario
+    env: Environment
+    history: History
+    observations: Observations
+    seeds: Seeds
+    options: RunOptions
+    notes: list[str]
+    namespace: Namespace
+    profile: TargetProfile
+
+
+async def _run_phases(run: _Run) -> None:
+    scenario, env, history, observations = run.scenario, run.env, run.history, run.observations
+    options, notes = run.options, run.notes
     say = options.progress
     observer = TargetObserver(env, history, observations)
     stop_observing = asyncio.Event()
     await observer.sample_once()  # the baseline, before any client connects
     observing = asyncio.create_task(observer.run(stop_observing, scenario.duration_s + 600))
-    clients = await _make_clients(scenario, env, history, seeds, options)
+    clients = await _make_clients(run)
     timeline = Timeline(scenario, env, history)
     loop = asyncio.get_running_loop()
     started_at = loop.time()
@@ -198,9 +248,9 @@ async def _run_phases(
     failed = await catch_up_all([b.client for b, _ in clients if b.final_catch_up], CATCH_UP_S)
     if failed:
         notes.append(f"clients that could not catch up: {', '.join(failed)}")
-    await _read_server_state(scenario, env, history, seeds, options, notes)
+    await _read_server_state(run)
     with contextlib.suppress(TimeoutError):  # settle: let idle timeouts pass while sampling
-        await asyncio.wait_for(stop_observing.wait(), settle_time(scenario))
+        await asyncio.wait_for(stop_observing.wait(), settle_time(scenario, run.profile))
     await observer.sample_once()
     coordinator = env.coordinator
     if coordinator is not None and coordinator.process.running:
@@ -220,9 +270,8 @@ async def _behave(behaviour: Behaviour, start_at_s: float) -> str:
     return await behaviour.run()
 
 
-async def _make_clients(
-    scenario: Scenario, env: Environment, history: History, seeds: Seeds, options: RunOptions
-) -> list[tuple[Behaviour, float]]:
+async def _make_clients(run: _Run) -> list[tuple[Behaviour, float]]:
+    scenario, env, seeds, ns = run.scenario, run.env, run.seeds, run.namespace
     made: list[tuple[Behaviour, float]] = []
     for group in scenario.clients:
         for index in range(group.count):
@@ -235,17 +284,26 @@ async def _make_clients(
             else:
                 urls = env.client_urls()
             rng = seeds.stream(f"client:{client_id}")
-            token = group.token or options.token or scenario.target.token
+            token = _token(run, group.token)
             config = ClientConfig(
                 ws_url=urls.ws,
                 http_url=urls.http,
-                database_id=group.database,
+                database_id=ns.database(group.database),
                 token=token,
-                token_databases=granted_databases(scenario, token),
+                token_databases=granted_databases(scenario, token, run.profile, ns),
             )
-            client = SyncClient(client_id, config, history, random.Random(rng.getrandbits(64)))
+            client = SyncClient(
+                client_id,
+                config,
+                run.history,
+                random.Random(rng.getrandbits(64)),
+                site_id=ns.site_id(seeds, client_id),
+            )
             behaviour_cls = BEHAVIOURS[group.behaviour]
             params = _coerce_params(behaviour_cls, group)
+            for key in DATABASE_PARAMS:
+                if isinstance(params.get(key), str):
+                    params[key] = ns.database(params[key])
             duration = min(
                 float(params.pop("duration_s", scenario.duration_s)),
                 max(0.1, scenario.duration_s - group.start_at_s),
@@ -256,18 +314,24 @@ async def _make_clients(
     return made
 
 
-def granted_databases(scenario: Scenario, token: str | None) -> tuple[str, ...] | None:
-    """The databases a token is granted on the bundled coordinator (from its `tokens` option:
-    TOKEN or TOKEN:DB[=ro],DB...), so tenant isolation can tell an intrusion attempt from an
-    ordinary session. None when unknown or unrestricted."""
-    specs = scenario.target.coordinator_options.get("tokens") if scenario.target.bundled else None
-    if token is None or not isinstance(specs, list):
+def _token(run: _Run, group_token: str | None) -> str | None:
+    return group_token or run.options.token or run.scenario.target.token or run.profile.client_token()
+
+
+def granted_databases(
+    scenario: Scenario, token: str | None, profile: TargetProfile, namespace: Namespace
+) -> tuple[str, ...] | None:
+    """The run's database ids `token` is granted among those the scenario uses (by the profile:
+    the bundled coordinator's `tokens` option, or the external target's file), so tenant
+    isolation can tell an intrusion attempt from an ordinary session. None when unknown or
+    unrestricted."""
+    globs = profile.grants(token)
+    if globs is None or "*" in globs:
         return None
-    for spec in specs:
-        name, sep, grants = str(spec).partition(":")
-        if name == token:
-            return tuple(g.split("=", 1)[0].strip() for g in grants.split(",")) if sep else None
-    return None
+    names = {g.database for g in scenario.clients}
+    for group in scenario.clients:
+        names.update(str(v) for k, v in group.params.items() if k in DATABASE_PARAMS)
+    return tuple(namespace.database(n) for n in sorted(names) if profile.granted(token, n))
 
 
 def _coerce_params(cls: type[Behaviour], group: ClientGroup) -> dict[str, Any]:
@@ -280,27 +344,28 @@ def _coerce_params(cls: type[Behaviour], group: ClientGroup) -> dict[str, Any]:
     return out
 
 
-async def _read_server_state(
-    scenario: Scenario,
-    env: Environment,
-    history: History,
-    seeds: Seeds,
-    options: RunOptions,
-    notes: list[str],
-) -> None:
+async def _read_server_state(run: _Run) -> None:
     """A fresh site reads each database directly (no fault in the way): the server's state,
     which convergence and no-lost-write compare the clients against."""
-    urls = env.direct_urls
+    scenario = run.scenario
+    urls = run.env.direct_urls
     for database in sorted({g.database for g in scenario.clients}):
         token = next((g.token for g in scenario.clients if g.database == database and g.token), None)
+        database_id = run.namespace.database(database)
         config = ClientConfig(
             ws_url=urls.ws,
             http_url=urls.http,
-            database_id=database,
-            token=token or options.token or scenario.target.token,
+            database_id=database_id,
+            token=_token(run, token),
         )
-        checker = SyncClient(f"checker-{database}", config, history, seeds.stream(f"checker:{database}"))
+        checker = SyncClient(
+            f"checker-{database}",
+            config,
+            run.history,
+            run.seeds.stream(f"checker:{database}"),
+            site_id=run.namespace.site_id(run.seeds, f"checker:{database}"),
+        )
         try:
             await asyncio.wait_for(read_server_state(checker, "get_changes"), CATCH_UP_S)
         except Exception as exc:
-            notes.append(f"could not read the server state of {database}: {exc}")
+            run.notes.append(f"could not read the server state of {database_id}: {exc}")

@@ -47,3 +47,8 @@ def test_no_heartbeat_ever_when_declared_fails() -> None:
     s.obs.capabilities["heartbeat"] = True
     s.connect("a").at(20.0).close("a", by_client=True)
     assert run(s, "heartbeat-continuity", interval_s=1.0).status == "fail"
+
+
+def test_unknown_interval_gives_unknown_naming_the_profile_key() -> None:
+    result = run(_beats([1.0], 9.0), "heartbeat-continuity")
+    assert result.status == "unknown" and "heartbeat_interval_ms" in result.summary

@@ -104,3 +104,8 @@ def test_no_outage_unknown_and_no_notice_unsupported() -> None:
     s2 = _outage(None, None)
     s2.obs.capabilities["notice"] = False
     assert "not supported" in run(s2, "degradation-announced").summary
+
+
+def test_unknown_heartbeat_interval_leaves_beats_unjudged_and_says_which_key() -> None:
+    result = run(_outage(3, 9, degraded_beats=False), "degradation-announced")
+    assert result.status == "pass" and "heartbeat_interval_ms" in result.summary

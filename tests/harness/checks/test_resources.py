@@ -65,3 +65,41 @@ def test_clients_still_connected_gives_unknown() -> None:
     s.connect("a")
     s.obs.status.append(Sample(9.0, _status(1, 1, 9.0)))
     assert run(s, "leaked-resources").status == "unknown"
+
+
+def _shared_server_run(before: int, final: int, first_sample_at: float = 0.0) -> Script:
+    """A shared server: other users keep stores open, so the quiet state is not zero."""
+    s = Script()
+    s.obs.status.append(Sample(first_sample_at, _status(before, before, 0.1)))
+    s.at(1.0).connect("a")
+    s.obs.status.append(Sample(1.5, _status(before + 1, before + 1, 1.5)))
+    s.at(2.0).close("a", by_client=True)
+    s.obs.status.append(Sample(9.0, _status(final, before, 9.0)))
+    s.obs.capabilities["debug_resources"] = False
+    return s
+
+
+def test_non_zero_baseline_before_the_clients_passes() -> None:
+    result = run(_shared_server_run(before=3, final=3), "leaked-resources", settle_s=5.0)
+    assert result.status == "pass", result
+
+
+def test_count_above_a_non_zero_baseline_fails() -> None:
+    result = run(_shared_server_run(before=3, final=4), "leaked-resources", settle_s=5.0)
+    assert result.status == "fail", result
+    assert result.evidence[0]["path"] == "openStores" and result.evidence[0]["baseline"] == 3.0
+
+
+def test_no_sample_before_the_clients_gives_unknown() -> None:
+    result = run(_shared_server_run(before=3, final=3, first_sample_at=1.2), "leaked-resources", settle_s=5.0)
+    assert result.status == "unknown" and "baseline" in result.summary
+
+
+def test_unknown_idle_timeout_gives_unknown_naming_the_profile_key() -> None:
+    result = run(_shared_server_run(before=0, final=0), "leaked-resources")
+    assert result.status == "unknown" and "idle_store_timeout_ms" in result.summary
+
+
+def test_idle_timeout_longer_than_the_run_waits_gives_unknown() -> None:
+    result = run(_shared_server_run(before=0, final=5), "leaked-resources", settle_s=302.0)
+    assert result.status == "unknown" and "max_settle_s" in result.summary

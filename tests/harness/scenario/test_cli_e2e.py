@@ -27,6 +27,13 @@ def test_smoke_run_writes_journal_junit_and_html(tmp_path: Path) -> None:
     assert journal["seed"] == 42 and journal["verdict"] == "pass"
     assert {c["name"] for c in journal["checks"]} >= {"convergence", "no-lost-write", "heartbeat-continuity"}
     assert journal["history"]["ops"] and journal["fault_windows"][0]["kind"] == "latency"
+    namespace = journal["scenario"]["data"]["namespace"]  # run isolation, recorded for replay
+    assert namespace["prefix"] == f"smoke-42-{namespace['nonce']}"
+    assert f"--namespace {namespace['nonce']}" in journal["rerun"]["command"]
+    handshakes = [op for op in journal["history"]["ops"] if op["f"] == "handshake" and op["type"] == "invoke"]
+    assert handshakes and all(
+        op["value"]["databaseId"].startswith(namespace["prefix"] + ".") for op in handshakes
+    )
     suite = ET.parse(run_dir / "junit.xml").getroot()
     cases = suite.findall(".//testcase")
     assert len(cases) == len(journal["checks"]) and not suite.findall(".//failure")

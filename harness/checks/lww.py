@@ -29,7 +29,8 @@ from harness.checks.registry import Param, register
 from harness.checks.result import CheckResult
 from harness.checks.verdict import failed, passed, unknown
 from harness.checks.views import applies
-from harness.client.codec import CodecError, hlc_key
+from harness.client.codec import CodecError, decode_site_id, hlc_key
+from harness.client.recorder import EventKind
 from harness.client.replica import CellKey, RowKey, change_cell
 from harness.history import History
 
@@ -92,14 +93,40 @@ def _text(hlc: bytes | None) -> str | None:
     return f"{wall}:{counter}:{site}:{int.from_bytes(hlc[26:30])}"
 
 
+def run_sites(history: History) -> set[bytes]:
+    """The site ids of the run's clients (from their clock and session events)."""
+    sites: set[bytes] = set()
+    for event in history.events:
+        if event.kind in (EventKind.CLOCK, EventKind.SESSION) and event.data.get("siteId"):
+            try:
+                sites.add(decode_site_id(event.data["siteId"]))
+            except CodecError:
+                continue
+    return sites
+
+
 def judge_database(
     database: str,
     model: DatabaseModel,
     final: RecordedReplica,
     policy: str | None,
     other_writers: bool,
-) -> tuple[list[dict[str, Any]], int, int]:
-    """(violations, cells judged, cells left out) for one database."""
+    sites: set[bytes] | None = None,
+) -> tuple[list[dict[str, Any]], int, int, int]:
+    """(violations, cells judged, cells left out, final values of unrecorded writers) for one
+    database. A final HLC no change of the
+    history carries is a value from nowhere when its site is one of the run's (`sites`); from
+    another site it is a write the history did not record, allowed (its origin is not judged)."""
+
+    foreign = 0
+
+    def unrecorded(hlc: bytes) -> bool:
+        nonlocal foreign
+        if other_writers or (sites is not None and hlc[10:26] not in sites):
+            foreign += 1
+            return True
+        return False
+
     server = final.replica
     at = final.event.time
     violations: list[dict[str, Any]] = []
@@ -117,7 +144,7 @@ def judge_database(
         if kept is None or kept < m.acknowledged:
             violation(row, "older tombstone", expected_hlc=_text(m.acknowledged), found_hlc=_text(kept))
     for row, tomb_hlc in server.tombstones.items():
-        if not other_writers and tomb_hlc not in model.rows.get(row, CellModel()).values:
+        if tomb_hlc not in model.rows.get(row, CellModel()).values and not unrecorded(tomb_hlc):
             violation(row, "tombstone from nowhere", found_hlc=_text(tomb_hlc))
     # cells
     acked_cells = {k: m.acknowledged for k, m in model.cells.items() if m.acknowledged is not None}
@@ -153,11 +180,11 @@ def judge_database(
     for key, (hlc, value) in server.cells.items():
         written = model.cells.get(key, CellModel()).values.get(hlc)
         if written is None:
-            if not other_writers:
+            if not unrecorded(hlc):
                 violation(key, "value from nowhere", found_hlc=_text(hlc), found=value)
         elif value not in written:
             violation(key, "wrong value for its HLC", found_hlc=_text(hlc), expected=written[0], found=value)
-    return violations, judged, left_out
+    return violations, judged, left_out, foreign
 
 
 @register(
@@ -177,21 +204,25 @@ def lww_final_state(history: History, obs: Observations, params: dict[str, Any])
     if not any(m.acknowledged for m in models.values()):
         return unknown(name, "no change was proven applied", params)
     servers = {r.database_id: r for r in recorded_replicas(history) if r.is_server}
+    sites = run_sites(history)
     violations: list[dict[str, Any]] = []
-    judged = left_out = dbs = 0
+    judged = left_out = dbs = foreign = 0
     for database, model in sorted(models.items()):
         final = servers.get(database)
         if final is None or not model.acknowledged:
             continue
         dbs += 1
-        found, n, skipped = judge_database(database, model, final, policy, bool(params["other_writers"]))
+        found, n, skipped, unrecorded = judge_database(
+            database, model, final, policy, bool(params["other_writers"]), sites
+        )
         violations += found
         judged += n
         left_out += skipped
-    note = ""
+        foreign += unrecorded
+    note = f"; {foreign} final values from writers the history did not record" if foreign else ""
     if left_out:
         why = "tombstone policy not set" if policy is None else "order-dependent under delete-wins"
-        note = f"; {left_out} cells of deleted rows not judged ({why})"
+        note += f"; {left_out} cells of deleted rows not judged ({why})"
     if violations:
         return failed(
             name,

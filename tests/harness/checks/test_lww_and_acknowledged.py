@@ -7,6 +7,7 @@ import random
 from typing import Any
 
 from harness.checks.views import applies
+from harness.client.changesets import ChangeSetBuilder, HlcClock
 from harness.client.codec import hlc_key
 from harness.client.replica import Replica, change_cell, pk_key
 from harness.client.sync_client import ClientConfig, SyncClient
@@ -226,3 +227,13 @@ def test_lww_is_unknown_without_acknowledged_writes_or_a_final_read() -> None:
     s3.replica("checker-db1", [], source="server")
     assert run(s3, "lww-final-state").status == "unknown"  # nothing proven applied
     assert _cell(s.raced_change_set("a", WALL)) == ("main", "t", "[1]", "c")
+
+
+def test_a_value_of_a_site_outside_the_run_is_an_unrecorded_write_not_a_fail() -> None:
+    s = _race(1, 1, final_from="b")
+    stranger = ChangeSetBuilder(HlcClock(b"\xee" * 16, lambda: WALL + 50)).set("t", [1], "c", "x").build()
+    s.replica("checker-db1", [stranger.to_wire()], source="server")
+    result = run(s, "lww-final-state")
+    assert (
+        result.status == "pass" and "1 final values from writers the history did not record" in result.summary
+    )

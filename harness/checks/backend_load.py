@@ -95,7 +95,7 @@ def storage_reads_bounded(history: History, obs: Observations, params: dict[str,
     handshakes = sum(
         1 for o in history.ops if o.f == OpName.HANDSHAKE and o.type == "ok" and t0 <= o.time <= t1
     )
-    writes = sum(1 for w in applies(history) if w.acknowledged and t0 <= (w.ack_time or 0.0) <= t1)
+    writes = sum(1 for w in applies(history) if w.answered and t0 <= (w.ack_time or 0.0) <= t1)
     requests = sum(1 for o in history.ops if o.type == "invoke" and o.f in READ_OPS and t0 <= o.time <= t1)
     events = handshakes + writes
     if events < int(params["min_events"]):

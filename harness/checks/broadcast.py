@@ -126,7 +126,7 @@ def ordered_seq(history: History, obs: Observations, params: dict[str, Any]) -> 
                 own_seq = (w.result or {}).get("seq")
                 if isinstance(own_seq, int) and not isinstance(own_seq, bool):
                     missing.discard(own_seq)
-                elif w.applied > 0 or not w.acknowledged:
+                elif w.applied > 0 or not w.answered:
                     unexplained += 1
             if len(missing) > unexplained:
                 violations.append(

@@ -12,8 +12,9 @@ from harness.checks.registry import Param, register
 from harness.checks.result import CheckResult
 from harness.checks.verdict import failed, passed, unknown
 from harness.checks.views import applies
+from harness.client.codec import hlc_key
 from harness.client.recorder import EventKind
-from harness.client.replica import Replica
+from harness.client.replica import CellKey, Replica, change_cell
 from harness.history import Event, History
 
 SERVER_SOURCES = ("server", "snapshot")
@@ -51,9 +52,69 @@ def recorded_replicas(history: History, after: float = float("-inf")) -> list[Re
     ]
 
 
-def diff(a: RecordedReplica, b: RecordedReplica, limit: int = 10) -> list[dict[str, Any]]:
-    exclude = a.uncertain | b.uncertain
-    va, vb = a.replica.visible(exclude), b.replica.visible(exclude)
+TOMBSTONE_POLICIES = ("revive", "delete-wins")
+POLICY_PARAM = Param(
+    None,
+    "the target's tombstone policy, revive or delete-wins (the runner fills it from the target "
+    "profile); unset: deleted rows are not judged",
+)
+
+
+def check_policy(params: dict[str, Any]) -> str | None:
+    policy = params.get("tombstone_policy")
+    if policy is not None and policy not in TOMBSTONE_POLICIES:
+        raise ValueError(f"tombstone_policy must be revive or delete-wins, not {policy!r}")
+    return policy
+
+
+def acknowledged_cells(history: History) -> dict[str, dict[CellKey, bytes]]:
+    """Per database, the newest HLC of each cell that a column change proven applied wrote:
+    what a delete-wins judgement needs to see order-dependent rows."""
+    out: dict[str, dict[CellKey, bytes]] = {}
+    for write in applies(history):
+        for _, change in write.acknowledged_changes:
+            if change.get("type") == "delete":
+                continue
+            key = change_cell(change)
+            hlc = hlc_key(change["hlc"])
+            cells = out.setdefault(str(write.database_id), {})
+            if len(key) == 4 and cells.get(key, b"") < hlc:
+                cells[key] = hlc
+    return out
+
+
+@dataclass(slots=True)
+class Comparison:
+    differences: list[dict[str, Any]]
+    cells: int  # visible cells compared
+    rows_left_out: int  # deleted rows the policy could not decide
+
+
+def diff(
+    a: RecordedReplica,
+    b: RecordedReplica,
+    limit: int = 10,
+    policy: str | None = "revive",
+    known_applied: dict[CellKey, bytes] | None = None,
+) -> list[dict[str, Any]]:
+    return compare(a, b, limit, policy, known_applied).differences
+
+
+def compare(
+    a: RecordedReplica,
+    b: RecordedReplica,
+    limit: int = 10,
+    policy: str | None = "revive",
+    known_applied: dict[CellKey, bytes] | None = None,
+) -> Comparison:
+    """The visible states of two replicas under the policy; rows either replica cannot
+    decide (and uncertain cells) are left out of both."""
+    undecided = a.replica.undecidable_rows(policy, known_applied) | b.replica.undecidable_rows(
+        policy, known_applied
+    )
+    exclude: set[tuple[str, ...]] = a.uncertain | b.uncertain | set(undecided)
+    va = a.replica.visible(exclude, policy, known_applied)
+    vb = b.replica.visible(exclude, policy, known_applied)
     out = []
     for key in sorted(set(va) | set(vb)):
         if va.get(key, "<absent>") != vb.get(key, "<absent>"):
@@ -66,7 +127,7 @@ def diff(a: RecordedReplica, b: RecordedReplica, limit: int = 10) -> list[dict[s
             )
             if len(out) >= limit:
                 break
-    return out
+    return Comparison(out, len(set(va) | set(vb)), len(undecided))
 
 
 @register(
@@ -74,19 +135,22 @@ def diff(a: RecordedReplica, b: RecordedReplica, limit: int = 10) -> list[dict[s
     "convergence",
     "caught-up replicas agree with each other and with the server's final state",
     after_quiescence=Param(True, "only judge replicas recorded after the last write of their database ended"),
+    tombstone_policy=POLICY_PARAM,
 )
 def convergence(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
     name = "convergence"
+    policy = check_policy(params)
     last_write: dict[str, float] = {}
     for w in applies(history):
         end = w.ack_time if w.ack_time is not None else w.invoked.time
         last_write[str(w.database_id)] = max(last_write.get(str(w.database_id), 0.0), end)
+    known = acknowledged_cells(history) if policy == "delete-wins" else {}
     by_db: dict[str, list[RecordedReplica]] = {}
     for rec in recorded_replicas(history):
         if params["after_quiescence"] and rec.event.time < last_write.get(rec.database_id, float("-inf")):
             continue
         by_db.setdefault(rec.database_id, []).append(rec)
-    compared = 0
+    compared = cells = left_out = 0
     violations: list[dict[str, Any]] = []
     for database, recs in by_db.items():
         if len(recs) < 2:
@@ -96,19 +160,27 @@ def convergence(history: History, obs: Observations, params: dict[str, Any]) -> 
             if other is reference:
                 continue
             compared += 1
-            differences = diff(reference, other)
-            if differences:
+            result = compare(reference, other, 10, policy, known.get(database))
+            cells += result.cells
+            left_out = max(left_out, result.rows_left_out)
+            if result.differences:
                 violations.append(
                     {
                         "time": other.event.time,
                         "database": database,
                         "reference": reference.event.process,
                         "replica": other.event.process,
-                        "differences": differences,
+                        "differences": result.differences,
                     }
                 )
+    note = ""
+    if left_out:
+        why = "tombstone policy not set" if policy is None else "order-dependent under delete-wins"
+        note = f"; {left_out} deleted rows not compared ({why})"
     if violations:
-        return failed(name, f"{len(violations)} of {compared} replicas disagree", params, violations)
+        return failed(name, f"{len(violations)} of {compared} replicas disagree{note}", params, violations)
     if compared == 0:
         return unknown(name, "fewer than two caught-up replicas of any database to compare", params)
-    return passed(name, f"{compared} replica comparisons agree", params)
+    if cells == 0:
+        return unknown(name, f"{compared} replica comparisons, but no visible cell to compare{note}", params)
+    return passed(name, f"{compared} replica comparisons agree ({cells} cells){note}", params)

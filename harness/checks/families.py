@@ -9,6 +9,7 @@ from harness.checks import (  # noqa: F401
     error_specificity,
     failure_visibility,
     heartbeats,
+    lww,
     presence,
     resources,
     shutdown,

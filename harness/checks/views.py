@@ -108,12 +108,37 @@ class Apply:
     site_id: str | None
 
     @property
+    def answered(self) -> bool:
+        """The server answered the request with an apply result (WS apply_result, HTTP ok)."""
+        return self.result is not None
+
+    @property
     def acknowledged(self) -> bool:
-        """The server said it took the whole request (ok, nothing rejected)."""
-        result = self.result
-        return (
-            self.completed is not None and self.completed.type == "ok" and not (result or {}).get("rejected")
-        )
+        """The answer proves every change of the request applied (PROTOCOL.md section 2:
+        `applied` equal to the request's change count). Skipped or conflicting changes were
+        refused by the server, not acknowledged."""
+        return self.answered and self.change_count > 0 and self.applied == self.change_count
+
+    @property
+    def acknowledged_changes(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """(change set, change) pairs proven applied: all of them, or none (the answer gives
+        a count, not which changes it took)."""
+        return self.all_changes() if self.acknowledged else []
+
+    @property
+    def refused(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """Changes of an answered request that are not proven applied (applied < count): the
+        server skipped them or they lost last-writer-wins. Refused is not lost; when only part
+        of the request was applied (`partial`), which part is not known."""
+        return [] if not self.answered or self.acknowledged else self.all_changes()
+
+    @property
+    def partial(self) -> bool:
+        """Answered with 0 < applied < count: some changes applied, which ones unknown."""
+        return self.answered and 0 < self.applied < self.change_count
+
+    def all_changes(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        return [(cs, c) for cs in self.change_sets for c in cs.get("changes") or []]
 
     @property
     def result(self) -> dict[str, Any] | None:
@@ -126,7 +151,10 @@ class Apply:
         value = self.completed.value
         if self.invoked.f == OpName.HTTP_APPLY:
             body = value.get("body") or {}
-            return body.get("data") if isinstance(body, dict) else None
+            if not isinstance(body, dict) or body.get("ok") is not True:
+                return None
+            data = body.get("data")
+            return data if isinstance(data, dict) else None
         return value
 
     @property

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.checks.convergence import recorded_replicas
+from harness.checks.convergence import POLICY_PARAM, check_policy, recorded_replicas
 from harness.checks.observations import Observations
 from harness.checks.registry import Param, register
 from harness.checks.result import CheckResult
@@ -15,7 +15,7 @@ from harness.checks.s3_contents import replicas_from_objects
 from harness.checks.shutdown import graceful_stops
 from harness.checks.verdict import failed, passed, unknown
 from harness.checks.views import Apply, applies, backend_windows
-from harness.client.replica import Replica
+from harness.client.replica import Replica, change_cell
 from harness.history import History
 
 
@@ -46,19 +46,31 @@ def owed_to_s3(history: History, obs: Observations, flush_bound_s: float) -> lis
     return owed
 
 
-def _missing(write: Apply, replica: Replica) -> list[dict[str, Any]]:
+def _missing(
+    write: Apply, replica: Replica, policy: str | None = "revive", tally: dict[str, int] | None = None
+) -> list[dict[str, Any]]:
+    """The changes proven applied that `replica` lacks. A column change whose row holds a
+    tombstone is judged only under revive: with delete-wins the delete may have removed it
+    (the outcome depends on the order), and with no policy nothing is known; those are
+    counted in `tally["skipped"]`, the changes looked at in `tally["examined"]`."""
     out = []
-    for change_set in write.change_sets:
-        for change in change_set.get("changes") or []:
-            if not replica.covers(change):
-                out.append(
-                    {
-                        "time": write.ack_time or write.invoked.time,
-                        "writer": write.process,
-                        "transactionId": change_set.get("transactionId"),
-                        "change": {k: change.get(k) for k in ("type", "table", "pk", "column", "hlc")},
-                    }
-                )
+    counts = tally if tally is not None else {}
+    for change_set, change in write.acknowledged_changes:
+        counts["examined"] = counts.get("examined", 0) + 1
+        if replica.covers(change):
+            continue
+        key = change_cell(change)
+        if len(key) == 4 and key[:3] in replica.tombstones and policy != "revive":
+            counts["skipped"] = counts.get("skipped", 0) + 1
+            continue
+        out.append(
+            {
+                "time": write.ack_time or write.invoked.time,
+                "writer": write.process,
+                "transactionId": change_set.get("transactionId"),
+                "change": {k: change.get(k) for k in ("type", "table", "pk", "column", "hlc")},
+            }
+        )
     return out
 
 
@@ -70,12 +82,17 @@ def _missing(write: Apply, replica: Replica) -> list[dict[str, Any]]:
         True, "also look for each acknowledged change in the object store when the harness owns it"
     ),
     flush_bound_s=Param(10.0, "S3 may lag an acknowledgement (or an outage's end) by this much"),
+    tombstone_policy=POLICY_PARAM,
 )
 def no_lost_write(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
     name = "no-lost-write"
+    policy = check_policy(params)
     writes = [w for w in applies(history) if w.acknowledged]
+    refused = sum(len(w.refused) for w in applies(history))
     if not writes:
-        return unknown(name, "no write was acknowledged", params)
+        extra = f" ({refused} changes refused: skipped or conflicting)" if refused else ""
+        return unknown(name, f"no write was proven applied{extra}", params)
+    tally = {"examined": 0, "skipped": 0}
     servers = {r.database_id: r for r in recorded_replicas(history) if r.is_server}
     s3: dict[str, Replica] = {}
     owed: set[int] = set()
@@ -88,17 +105,26 @@ def no_lost_write(history: History, obs: Observations, params: dict[str, Any]) -
         final = servers.get(str(write.database_id))
         if final is not None and final.event.time >= (write.ack_time or 0.0):
             judged += 1
-            violations += [v | {"where": "server state"} for v in _missing(write, final.replica)]
+            violations += [
+                v | {"where": "server state"} for v in _missing(write, final.replica, policy, tally)
+            ]
         if s3 and write.invoked.op_id in owed:
             judged += 1
             violations += [
-                v | {"where": "s3"} for v in _missing(write, s3.get(str(write.database_id), Replica()))
+                v | {"where": "s3"}
+                for v in _missing(write, s3.get(str(write.database_id), Replica()), policy, tally)
             ]
+    notes = f"; {refused} refused changes not owed" if refused else ""
+    if tally["skipped"]:
+        why = "tombstone policy not set" if policy is None else "order-dependent under delete-wins"
+        notes += f"; {tally['skipped']} changes under a tombstone not judged ({why})"
     if violations:
-        return failed(name, f"{len(violations)} acknowledged changes lost", params, violations)
+        return failed(name, f"{len(violations)} acknowledged changes lost{notes}", params, violations)
     if judged == 0:
         return unknown(name, "no final server state (nor S3 listing) to look for the writes in", params)
-    return passed(name, f"{len(writes)} acknowledged writes all visible afterwards", params)
+    if tally["examined"] == tally["skipped"]:
+        return unknown(name, f"no acknowledged change could be judged{notes}", params)
+    return passed(name, f"{len(writes)} acknowledged writes all visible afterwards{notes}", params)
 
 
 @register(

@@ -17,7 +17,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from harness.client.codec import encode_b64
+from harness.client.changesets import Change, ChangeSet
+from harness.client.codec import HLC, encode_b64
 from harness.client.recorder import EventKind
 from harness.client.sync_client import (
     ConnectionLost,
@@ -153,6 +154,79 @@ class Writer(Behaviour):
                     with contextlib.suppress(Exception):
                         await self.client.close()
             await self.pause(self.interval_s)
+
+
+@dataclass(kw_only=True)
+class Conflicter(Behaviour):
+    """Writes the same cells as every other conflicter at the same moments, on the same HLC
+    tick: the load that shows whether a server serialises applies to one database.
+
+    Rounds sit on a grid of the wall clock, `interval_s` apart, so every client of the group
+    computes the same schedule without talking to the others: round k is due at wall time
+    k * interval, and in it every client writes the same `cells_per_round` cells with an HLC
+    whose wallTime (the round's grid time) and counter (k mod 65536) are the same for all;
+    only the site id differs, so the HLC's byte order decides. `http_share` of the writes go
+    over HTTP. A client takes the first `rounds` rounds due at least `lead_s` after it starts."""
+
+    name: ClassVar[str] = "conflicter"
+    rounds: int = 20
+    interval_s: float = 0.4
+    lead_s: float = 0.5
+    table: str = "contested"
+    keys: int = 12
+    cells_per_round: int = 3
+    columns: tuple[str, ...] = ("a", "b")
+    http_share: float = 0.3
+
+    def round_cells(self, k: int) -> list[tuple[int, str]]:
+        """The (pk, column) cells of round k: a function of k alone, the same for every client."""
+        out = []
+        for i in range(self.cells_per_round):
+            n = k * self.cells_per_round + i
+            out.append((n % self.keys, self.columns[(n // self.keys + i) % len(self.columns)]))
+        return out
+
+    def round_change_set(self, k: int, interval_ms: int) -> dict[str, Any]:
+        hlc = HLC(k * interval_ms, k % 0x10000, self.client.site_id, 0)
+        self.client.clock.observe(hlc)  # this site's later HLCs stay above the round's
+        changes = tuple(
+            Change(
+                type="column",
+                schema="main",
+                table=self.table,
+                pk=(pk,),
+                hlc=HLC(hlc.wall_time, hlc.counter, hlc.site_id, op_seq),
+                column=column,
+                value=f"{self.client.site_id_text[:6]}-r{k}-{op_seq}",
+            )
+            for op_seq, (pk, column) in enumerate(self.round_cells(k))
+        )
+        return ChangeSet(site_id=self.client.site_id, hlc=hlc, changes=changes).to_wire()
+
+    async def body(self) -> None:
+        interval_ms = max(1, int(self.interval_s * 1000))
+        now_ms = time.time() * 1000.0
+        first = -(-int(now_ms + self.lead_s * 1000) // interval_ms)  # ceiling division
+        if self.http_share < 1.0:
+            await self.client.connect_with_retry()
+        for k in range(first, first + self.rounds):
+            wait_s = (k * interval_ms - time.time() * 1000.0) / 1000.0
+            if wait_s > self.time_left():
+                return
+            await self.pause(wait_s)  # pacing on the shared schedule, not synchronisation
+            change_set = self.round_change_set(k, interval_ms)
+            if self.rng.random() < self.http_share:
+                await self.client.http_apply([change_set])
+                continue
+            try:
+                await self.ensure_connected()
+                await self.client.apply([change_set])
+            except ServerError as exc:
+                if exc.fatal:
+                    raise
+            except (ConnectionLost, RequestTimeout):
+                with contextlib.suppress(Exception):
+                    await self.client.close()
 
 
 @dataclass(kw_only=True)
@@ -403,5 +477,5 @@ async def catch_up_all(clients: list[SyncClient], timeout_s: float = 30.0) -> li
 
 BEHAVIOURS: dict[str, type[Behaviour]] = {
     cls.name: cls
-    for cls in (Writer, Reader, Subscriber, SlowReader, Churner, Snapshotter, BadInput, Intruder)
+    for cls in (Writer, Conflicter, Reader, Subscriber, SlowReader, Churner, Snapshotter, BadInput, Intruder)
 }

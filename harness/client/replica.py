@@ -10,7 +10,7 @@ so comparison never depends on decoding.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,17 +103,52 @@ class Replica:
         if other.max_hlc is not None:
             self._see(other.max_hlc)
 
-    def visible(self, exclude: set[tuple[str, ...]] | None = None) -> dict[CellKey, Any]:
-        """Cells newer than their row's tombstone, with their values: what a reader sees.
-        `exclude` holds cells, or rows (3-tuples) whose every cell is left out."""
+    def visible(
+        self,
+        exclude: set[tuple[str, ...]] | None = None,
+        policy: str | None = "revive",
+        known_applied: Mapping[CellKey, bytes] | None = None,
+    ) -> dict[CellKey, Any]:
+        """What a reader sees under the server's tombstone policy (PROTOCOL.md section 2); the
+        recorded state stays policy-free, so the policy is applied only here, when judging.
+        `exclude` holds cells, or rows (3-tuples) whose every cell is left out.
+        - "revive": a cell is visible when newer than its row's tombstone.
+        - "delete-wins": no cell of a deleted row is visible, except that a row with a column
+          write newer than the tombstone known to have been applied (`known_applied`: cell ->
+          newest HLC proven applied) depends on the order the server saw them in: such rows are
+          left out, never guessed.
+        - None (policy not known): rows with a tombstone are left out."""
         out: dict[CellKey, Any] = {}
+        skipped = self.undecidable_rows(policy, known_applied)
         for key, (hlc, value) in self.cells.items():
             if exclude and (key in exclude or key[:3] in exclude):
                 continue
-            tomb = self.tombstones.get(key[:3])
-            if tomb is None or hlc > tomb:
+            row = key[:3]
+            if row in skipped:
+                continue
+            tomb = self.tombstones.get(row)
+            if tomb is None or (policy == "revive" and hlc > tomb):
                 out[key] = value
         return out
+
+    def undecidable_rows(
+        self, policy: str | None, known_applied: Mapping[CellKey, bytes] | None = None
+    ) -> set[RowKey]:
+        """Rows whose visible state the policy cannot decide from this replica: every deleted
+        row when the policy is unknown; under delete-wins, deleted rows with a column write
+        newer than the tombstone proven applied (the outcome depends on the order)."""
+        if policy == "revive":
+            return set()
+        if policy is None:
+            return set(self.tombstones)
+        if policy != "delete-wins":
+            raise ValueError(f"unknown tombstone policy {policy!r} (revive or delete-wins)")
+        rows: set[RowKey] = set()
+        for key, hlc in (known_applied or {}).items():
+            tomb = self.tombstones.get(key[:3])
+            if tomb is not None and hlc > tomb:
+                rows.add(key[:3])
+        return rows
 
     def covers(self, change: dict[str, Any]) -> bool:
         """True when the replica holds this change or something that superseded it."""

@@ -496,8 +496,8 @@ class SyncClient:
         return ChangeSetBuilder(self.clock)
 
     async def apply(self, change_sets: list[ChangeSet] | list[dict[str, Any]]) -> dict[str, Any]:
-        """`apply_changes` with a fresh requestId. An acknowledged apply enters the replica; one
-        whose outcome is unknown marks its cells uncertain."""
+        """`apply_changes` with a fresh requestId. A write proven applied enters the replica; one
+        whose outcome is unknown marks its cells uncertain (see `absorb_own_write`)."""
         wire = [cs.to_wire() if isinstance(cs, ChangeSet) else cs for cs in change_sets]
         request_id = self.next_request_id()
         msg = {"type": "apply_changes", "changes": wire, "requestId": request_id}
@@ -520,9 +520,18 @@ class SyncClient:
         return dict(result)
 
     def absorb_own_write(self, wire: list[dict[str, Any]], result: dict[str, Any]) -> None:
-        """Put an acknowledged write into the replica (not when the server rejected part of it:
-        which part is not said, so those cells become uncertain)."""
-        if result.get("rejected"):
+        """Put a write into the replica only when the answer proves it applied (`applied`
+        equal to the request's change count, PROTOCOL.md section 2). A refused write (applied
+        0: skipped or lost last-writer-wins) stays out: the replica learns the winner by
+        catch-up. A partly applied request does not say which part: its cells become uncertain."""
+        count = sum(len(cs.get("changes") or []) for cs in wire)
+        applied = result.get("applied")
+        if not isinstance(applied, int) or isinstance(applied, bool) or not 0 <= applied <= count:
+            self._mark_uncertain(wire)  # an answer that proves nothing
+            return
+        if applied == 0 and count > 0:
+            return
+        if applied < count:
             self._mark_uncertain(wire)
             return
         self.replica.apply_change_sets(wire)

@@ -149,10 +149,11 @@ class Script:
         self.t += duration
         count = sum(len(cs["changes"]) for cs in change_sets)
         if outcome == "ok":
+            took = count if applied is None else applied
             result = {
                 "type": "apply_result",
-                "applied": count if applied is None else applied,
-                "skipped": 0,
+                "applied": took,
+                "skipped": count - took,
                 "conflicts": 0,
                 "transactions": len(change_sets),
             }
@@ -161,6 +162,37 @@ class Script:
             self.history.message(process, "recv", result)
             return self.history.complete(op, "ok", result)
         return self.history.complete(op, outcome, None, "connection_closed")
+
+    def http_apply(
+        self,
+        process: str,
+        change_sets: list[dict[str, Any]],
+        applied: int | None = None,
+        db: str = "db1",
+        duration: float = 0.01,
+    ) -> Op:
+        """POST /:db/changes answered 200 with an ApplyResult in `data`."""
+        op = self.history.invoke(process, OpName.HTTP_APPLY, {"databaseId": db, "changeSets": change_sets})
+        self.t += duration
+        count = sum(len(cs["changes"]) for cs in change_sets)
+        took = count if applied is None else applied
+        data = {"applied": took, "skipped": count - took, "conflicts": 0, "transactions": len(change_sets)}
+        return self.history.complete(op, "ok", {"status": 200, "body": {"ok": True, "data": data}})
+
+    def raced_change_set(
+        self, process: str, wall_ms: int, counter: int = 0, column: str = "c", value: Any = 1, pk: int = 1
+    ) -> dict[str, Any]:
+        """A change set with a chosen (wallTime, counter): sites racing on one HLC tick."""
+        self.site(process)
+        clock = HlcClock(self._sites[process], lambda: wall_ms)
+        clock._last_wall, clock._counter = wall_ms, counter - 1
+        return ChangeSetBuilder(clock).set("t", [pk], column, value).build().to_wire()
+
+    def delete_set(self, process: str, pk: int = 1) -> dict[str, Any]:
+        self.site(process)
+        self._writes += 1
+        clock = HlcClock(self._sites[process], lambda: int(WALL0) + self._writes)
+        return ChangeSetBuilder(clock).delete("t", [pk]).build().to_wire()
 
     def push(self, process: str, change_sets: list[dict[str, Any]], seq: int | None = None) -> Script:
         payload: dict[str, Any] = {"type": "push_changes", "changeSets": change_sets}

@@ -128,36 +128,45 @@ def _cell(change: dict[str, Any]) -> tuple[Any, ...]:
     return (*_row(change), change.get("column"))
 
 
+# A change sent: when its request was sent, its HLC, and which change it is (op id, position).
+_Entry = tuple[float, bytes, tuple[int, int]]
+
+
+def _changes(write: Apply) -> list[dict[str, Any]]:
+    return [change for change_set in write.change_sets for change in change_set.get("changes") or []]
+
+
 class _Sent:
     """Every change sent to a database, by cell and by row tombstone, with the time its request
-    was sent: what can explain a refusal."""
+    was sent: what can explain a refusal (another request's change, or a later change of the
+    same change set)."""
 
     def __init__(self, writes: list[Apply]) -> None:
-        self.cells: dict[tuple[Any, ...], list[tuple[float, bytes, int]]] = {}
-        self.tombstones: dict[tuple[Any, ...], list[tuple[float, bytes, int]]] = {}
+        self.cells: dict[tuple[Any, ...], list[_Entry]] = {}
+        self.tombstones: dict[tuple[Any, ...], list[_Entry]] = {}
         for write in writes:
-            for change_set in write.change_sets:
-                for change in change_set.get("changes") or []:
-                    key = _key(change)
-                    if key is None:
-                        continue
-                    entry = (write.invoked.time, key, write.invoked.op_id)
-                    if change.get("type") == "delete":
-                        self.tombstones.setdefault((write.database_id, *_row(change)), []).append(entry)
-                    else:
-                        self.cells.setdefault((write.database_id, *_cell(change)), []).append(entry)
+            for position, change in enumerate(_changes(write)):
+                key = _key(change)
+                if key is None:
+                    continue
+                entry = (write.invoked.time, key, (write.invoked.op_id, position))
+                if change.get("type") == "delete":
+                    self.tombstones.setdefault((write.database_id, *_row(change)), []).append(entry)
+                else:
+                    self.cells.setdefault((write.database_id, *_cell(change)), []).append(entry)
 
-    def explains(self, write: Apply, change: dict[str, Any], before: float, policy: str | None) -> bool:
-        """Another request sent before `before` holds a change that makes this one lose: a
-        same-cell change (or row tombstone) with an HLC at least its own, or, under
-        delete-wins, any tombstone of its row."""
+    def explains(
+        self, write: Apply, position: int, change: dict[str, Any], before: float, policy: str | None
+    ) -> bool:
+        """Another change sent before `before` makes this one lose: a same-cell change (or row
+        tombstone) with an HLC at least its own, or, under delete-wins, any tombstone of its row."""
         key = _key(change)
         if key is None:
             return False
-        own = write.invoked.op_id
+        own = (write.invoked.op_id, position)
 
-        def beaten(entries: list[tuple[float, bytes, int]], any_hlc: bool = False) -> bool:
-            return any(t <= before and op != own and (any_hlc or k >= key) for t, k, op in entries)
+        def beaten(entries: list[_Entry], any_hlc: bool = False) -> bool:
+            return any(t <= before and which != own and (any_hlc or k >= key) for t, k, which in entries)
 
         row = (write.database_id, *_row(change))
         if change.get("type") == "delete":
@@ -187,9 +196,8 @@ def _outcome(write: Apply, sent: _Sent, policy: str | None) -> str:
         return "applied"
     explained = sum(
         1
-        for change_set in write.change_sets
-        for change in change_set.get("changes") or []
-        if sent.explains(write, change, completed.time, policy)
+        for position, change in enumerate(_changes(write))
+        if sent.explains(write, position, change, completed.time, policy)
     )
     return "explained" if applied + explained >= count else "refused"
 

@@ -154,3 +154,16 @@ def test_a_write_the_server_rejected_in_part_counts_against() -> None:
     op.value["rejected"] = [{"reason": "no", "code": "CONSTRAINT"}]
     result = run(s, "writes-accepted")
     assert result.status == "fail" and result.evidence[-1]["outcomes"] == {"rejected:CONSTRAINT": 1}
+
+
+def test_a_change_superseded_within_its_own_change_set_is_explained() -> None:
+    s = Script()
+    s.connect("a")
+    site = decode_site_id(s.site("a"))
+    clock = HlcClock(site, lambda: int(WALL0) + 1)
+    twice = ChangeSetBuilder(clock).set("t", [1], "c", 1).set("t", [1], "c", 2).build().to_wire()
+    s.at(1.0).apply("a", [twice], applied=1)  # the first change lost to the second
+    assert run(s, "writes-accepted").status == "pass"
+    once_each = ChangeSetBuilder(clock).set("t", [2], "c", 1).set("t", [3], "c", 2).build().to_wire()
+    s.at(2.0).apply("a", [once_each], applied=1)
+    assert run(s, "writes-accepted").status == "fail"

@@ -159,7 +159,9 @@ class _Sent:
         self, write: Apply, position: int, change: dict[str, Any], before: float, policy: str | None
     ) -> bool:
         """Another change sent before `before` makes this one lose: a same-cell change (or row
-        tombstone) with an HLC at least its own, or, under delete-wins, any tombstone of its row."""
+        tombstone) with an HLC at least its own, or, unless the policy is known to be revive,
+        any tombstone of its row (delete-wins refuses those; with the policy unknown the check
+        may not assume either)."""
         key = _key(change)
         if key is None:
             return False
@@ -173,7 +175,7 @@ class _Sent:
             return beaten(self.tombstones.get(row, []))
         if beaten(self.cells.get((write.database_id, *_cell(change)), [])):
             return True
-        return beaten(self.tombstones.get(row, []), any_hlc=policy == "delete-wins")
+        return beaten(self.tombstones.get(row, []), any_hlc=policy != "revive")
 
 
 def _outcome(write: Apply, sent: _Sent, policy: str | None) -> str:
@@ -210,7 +212,7 @@ def _outcome(write: Apply, sent: _Sent, policy: str | None) -> str:
     grace_s=Param(1.0, "writes this close to a fault or process action are not judged"),
     tombstone_policy=Param(
         None,
-        "the target's policy (revive or delete-wins, from its profile): delete-wins explains writes to deleted rows",
+        "the target's policy (revive or delete-wins, from its profile): unless revive, a tombstone explains a later write to its row",
     ),
 )
 def writes_accepted(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
@@ -250,11 +252,17 @@ def writes_accepted(history: History, obs: Observations, params: dict[str, Any])
             },
         )
     total = sum(outcomes.values())
+    policy_note = {"tombstone_policy": policy if policy is not None else "unknown (either allowed)"}
     if total == 0:
         return unknown(name, "no valid write was made outside faults", params)
     accepted = outcomes["applied"] + outcomes["explained"]
     share = accepted / total
-    counts = {"time": history.now(), "outcomes": dict(outcomes), "accepted": accepted, "judged": total}
+    counts = {
+        "time": history.now(),
+        "outcomes": dict(outcomes),
+        "accepted": accepted,
+        "judged": total,
+    } | policy_note
     against = [e for o, e in examples.items() if o not in ("applied", "explained")]
     summary = f"{accepted} of {total} valid writes outside faults accepted ({share:.0%})"
     if share < float(params["min_share"]):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.checks.acceptance import deliberate, error_answer
+from harness.checks.acceptance import HARNESS_ENDED, deliberate, error_answer
 from harness.checks.observations import Observations
 from harness.checks.registry import Param, register
 from harness.checks.result import CheckResult
@@ -63,6 +63,7 @@ def survival(history: History, obs: Observations, params: dict[str, Any]) -> Che
             if i.f in WORK_OPS
             and window.end + recovery <= i.time
             and c is not None
+            and c.error not in HARNESS_ENDED  # the client left on purpose: no attempt
             and not disturbed(history, obs, i.time, c.time, include_backend=True)
         ]
         if not after:

@@ -151,3 +151,13 @@ def test_an_intruders_refusal_after_a_fault_is_not_judged() -> None:
     s.at(8.1).op("a", OpName.HANDSHAKE, "ok", value={"databaseId": "db1"})
     result = run(s, "survival", recovery_s=1.0)
     assert result.status == "pass" and "1 faults recovered" in result.summary
+
+
+def test_a_handshake_the_client_abandoned_is_no_attempt() -> None:
+    s = Script()
+    s.obs.process.append(ProcessEvent(0.0, "start"))
+    s.fault("reset_peer", "client", 1.0, 2.0)
+    for t in (8.0, 8.05):
+        s.at(t).op("churn", OpName.HANDSHAKE, "info", value={"databaseId": "db1"}, error="abandoned")
+    s.at(8.1).op("a", OpName.HANDSHAKE, "ok", value={"databaseId": "db1"})
+    assert run(s, "survival", recovery_s=1.0).status == "pass"

@@ -1,6 +1,7 @@
 """Imports every check module so that each registers its checks (see registry.load_all)."""
 
 from harness.checks import (  # noqa: F401
+    acceptance,
     backend_load,
     broadcast,
     convergence,

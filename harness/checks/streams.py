@@ -1,7 +1,8 @@
 """Snapshot streams: complete or honestly failed (stream completeness), and resumable.
 
 A stream is complete when it ends with its footer / snapshot_complete and its counts agree with
-what was sent. One that stops with neither and without an error is truncated. A stream cut by a
+what was sent. One that stops with neither and without an error is truncated; a WS one that
+ends with a generic error (MESSAGE_ERROR) instead of SNAPSHOT_ERROR ended no more honestly. A stream cut by a
 fault or a harness action proves nothing either way.
 """
 
@@ -20,12 +21,19 @@ from harness.history import History
 SNAPSHOT_OPS = (OpName.SNAPSHOT, OpName.RESUME_SNAPSHOT, OpName.HTTP_SNAPSHOT)
 # Endings that mean the stream stopped without footer and without error.
 SILENT_ENDINGS = ("eof", "stalled", "connection_closed", "disconnected")
+# A WS snapshot that fails must end with the snapshot's own error (PROTOCOL.md 3.4), or with a
+# refusal any request may get. Anything else (MESSAGE_ERROR, another request's code, no code)
+# tells the client nothing about its stream: it is no honest end, like a silent one.
+HONEST_WS_ERRORS = frozenset(
+    {"SNAPSHOT_ERROR", "INVALID_PAYLOAD", "RATE_LIMITED", "NOT_AUTHENTICATED", "NOT_AUTHORIZED"}
+)
+WS_SNAPSHOT_OPS = (OpName.SNAPSHOT, OpName.RESUME_SNAPSHOT)
 
 
 @register(
     "stream-completeness",
     "streams",
-    "every snapshot stream ends with footer/snapshot_complete (counts agreeing) or with an error",
+    "every snapshot stream ends with footer/snapshot_complete (counts agreeing) or with an error (SNAPSHOT_ERROR on WS)",
     excuse_faults=Param(True, "a stream cut while a non-S3 fault or process action was in force is excused"),
 )
 def stream_completeness(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
@@ -45,7 +53,10 @@ def stream_completeness(history: History, obs: Observations, params: dict[str, A
             "op_id": invoked.op_id,
             "index": completed.index,
         }
-        if ended in SILENT_ENDINGS:
+        generic = (
+            invoked.f in WS_SNAPSHOT_OPS and ended == "error" and outcome.get("code") not in HONEST_WS_ERRORS
+        )
+        if ended in SILENT_ENDINGS or generic:
             excuses = (
                 disturbed(history, obs, invoked.time, completed.time, include_failpoints=False)
                 if params["excuse_faults"]
@@ -54,13 +65,13 @@ def stream_completeness(history: History, obs: Observations, params: dict[str, A
             if excuses:
                 continue
             judged += 1
+            problem = (
+                f"failed with {outcome.get('code')}, not the snapshot's own SNAPSHOT_ERROR"
+                if generic
+                else f"truncated: stream ended ({ended}) with neither footer nor error"
+            )
             violations.append(
-                where
-                | {
-                    "time": completed.time,
-                    "problem": f"truncated: stream ended ({ended}) with neither footer nor error",
-                    "chunks": outcome.get("chunks"),
-                }
+                where | {"time": completed.time, "problem": problem, "chunks": outcome.get("chunks")}
             )
             continue
         judged += 1

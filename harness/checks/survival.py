@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.checks.acceptance import HARNESS_ENDED, deliberate, error_answer
 from harness.checks.observations import Observations
 from harness.checks.registry import Param, register
 from harness.checks.result import CheckResult
@@ -13,13 +14,6 @@ from harness.checks.views import disturbed
 from harness.client.recorder import OpName
 from harness.history import History, Op
 
-SERVER_FAULT_CODES = {
-    "GET_CHANGES_ERROR",
-    "APPLY_CHANGES_ERROR",
-    "SNAPSHOT_ERROR",
-    "GET_CHANGES_FAILED",
-    "APPLY_CHANGES_FAILED",
-}
 WORK_OPS = (
     OpName.HANDSHAKE,
     OpName.APPLY,
@@ -31,12 +25,10 @@ WORK_OPS = (
 
 
 def _served(completed: Op) -> bool:
-    """The server answered sensibly: ok, or a refusal of the client's request (bad token,
-    bad input, rate limit), as opposed to no answer or a server-side failure."""
-    if completed.type == "ok":
-        return True
-    code = completed.error or ""
-    return completed.type == "fail" and code.isupper() and code not in SERVER_FAULT_CODES
+    """The server did the work: an ok answer carrying no rejection. A refusal of a valid
+    request (any error code, a 4xx or 5xx) is no proof the server works: a server that refuses
+    everything would otherwise survive every fault."""
+    return completed.type == "ok" and error_answer(completed) is None
 
 
 @register(
@@ -60,7 +52,8 @@ def survival(history: History, obs: Observations, params: dict[str, Any]) -> Che
             )
     recovery = float(params["recovery_s"])
     judged_windows = 0
-    pairs = history.pairs()
+    skip = deliberate(history)  # probes meant to be refused say nothing about recovery
+    pairs = [(i, c) for i, c in history.pairs() if i.op_id not in skip]
     for window in history.faults:
         if window.end is None:
             continue
@@ -70,6 +63,7 @@ def survival(history: History, obs: Observations, params: dict[str, Any]) -> Che
             if i.f in WORK_OPS
             and window.end + recovery <= i.time
             and c is not None
+            and c.error not in HARNESS_ENDED  # the client left on purpose: no attempt
             and not disturbed(history, obs, i.time, c.time, include_backend=True)
         ]
         if not after:
@@ -95,7 +89,7 @@ def survival(history: History, obs: Observations, params: dict[str, Any]) -> Che
 @register(
     "no-spurious-failures",
     "survival",
-    "outside faults (and a grace after them), no request fails with a server-side error",
+    "outside faults (and a grace after them), no valid request is answered with an error, whatever its code",
     grace_s=Param(1.0, "requests this close to a fault or process action are excused"),
 )
 def no_spurious_failures(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
@@ -103,16 +97,13 @@ def no_spurious_failures(history: History, obs: Observations, params: dict[str, 
     grace = float(params["grace_s"])
     judged = 0
     violations: list[dict[str, Any]] = []
+    skip = deliberate(history)
     for invoked, completed in history.pairs():
-        if completed is None or invoked.f == OpName.SEND_RAW:
+        if completed is None or invoked.op_id in skip:
             continue
         judged += 1
-        code = completed.error
-        status = completed.value.get("status") if isinstance(completed.value, dict) else None
-        server_fault = completed.type == "fail" and (
-            code in SERVER_FAULT_CODES or (isinstance(status, int) and status >= 500)
-        )
-        if server_fault and not disturbed(
+        error = error_answer(completed)
+        if error is not None and not disturbed(
             history,
             obs,
             invoked.time - grace,
@@ -125,17 +116,17 @@ def no_spurious_failures(history: History, obs: Observations, params: dict[str, 
                     "time": completed.time,
                     "process": invoked.process,
                     "op": invoked.f,
-                    "error": code,
-                    "status": status,
+                    "error": error["code"],
+                    "status": error["status"],
                 }
             )
     if violations:
         return failed(
             name,
-            f"{len(violations)} requests failed on the server with no fault in force",
+            f"{len(violations)} valid requests answered with an error with no fault in force",
             params,
             violations,
         )
     if judged == 0:
-        return unknown(name, "no request was made", params)
-    return passed(name, f"{judged} requests, none failed on the server outside faults", params)
+        return unknown(name, "no valid request was made", params)
+    return passed(name, f"{judged} valid requests, none answered with an error outside faults", params)

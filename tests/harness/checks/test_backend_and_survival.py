@@ -115,15 +115,49 @@ def test_no_request_is_unknown() -> None:
     assert run(Script(), "no-spurious-failures").status == "unknown"
 
 
-def test_a_refusal_after_a_fault_is_an_answer_not_a_death() -> None:
+def test_a_refusal_after_a_fault_is_no_proof_of_recovery() -> None:
     s = Script()
     s.obs.process.append(ProcessEvent(0.0, "start"))
     s.fault("s3-outage", "s3", 1.0, 2.0)
     s.at(8.0).op("a", OpName.HANDSHAKE, "fail", value={"databaseId": "db1"}, error="AUTH_FAILED")
-    assert run(s, "survival", recovery_s=1.0).status == "pass"
+    assert run(s, "survival", recovery_s=1.0).status == "fail"
     s2 = Script()
     s2.obs.process.append(ProcessEvent(0.0, "start"))
     s2.fault("s3-outage", "s3", 1.0, 2.0)
     s2.at(8.0).op("b", OpName.APPLY, "info", error="timeout")
     s2.at(8.5).op("b", OpName.GET_CHANGES, "fail", error="GET_CHANGES_ERROR")
     assert run(s2, "survival", recovery_s=1.0).status == "fail"
+
+
+def test_refusals_and_server_errors_are_not_served_whatever_the_code() -> None:
+    for code, status in (("MESSAGE_ERROR", None), ("STORE_UNAVAILABLE", 503), ("INTERNAL_ERROR", 500)):
+        s = Script()
+        s.obs.process.append(ProcessEvent(0.0, "start"))
+        s.fault("s3-outage", "s3", 1.0, 2.0)
+        f = OpName.HTTP_GET_CHANGES if status else OpName.GET_CHANGES
+        result = {"status": status, "body": {"ok": False}} if status else {"type": "error", "code": code}
+        s.at(8.0).op("a", f, "fail", value={"databaseId": "db1"}, result=result, error=code)
+        assert run(s, "survival", recovery_s=1.0).status == "fail", code
+
+
+def test_an_intruders_refusal_after_a_fault_is_not_judged() -> None:
+    s = Script()
+    s.obs.process.append(ProcessEvent(0.0, "start"))
+    s.fault("s3-outage", "s3", 1.0, 2.0)
+    foreign = {"databaseId": "db1", "authorizedFor": ["other"]}
+    s.at(8.0).op("x", OpName.HANDSHAKE, "fail", value=foreign, error="AUTH_FAILED")
+    result = run(s, "survival", recovery_s=1.0)
+    assert result.status == "pass" and "0 faults recovered" in result.summary
+    s.at(8.1).op("a", OpName.HANDSHAKE, "ok", value={"databaseId": "db1"})
+    result = run(s, "survival", recovery_s=1.0)
+    assert result.status == "pass" and "1 faults recovered" in result.summary
+
+
+def test_a_handshake_the_client_abandoned_is_no_attempt() -> None:
+    s = Script()
+    s.obs.process.append(ProcessEvent(0.0, "start"))
+    s.fault("reset_peer", "client", 1.0, 2.0)
+    for t in (8.0, 8.05):
+        s.at(t).op("churn", OpName.HANDSHAKE, "info", value={"databaseId": "db1"}, error="abandoned")
+    s.at(8.1).op("a", OpName.HANDSHAKE, "ok", value={"databaseId": "db1"})
+    assert run(s, "survival", recovery_s=1.0).status == "pass"

@@ -115,3 +115,38 @@ def test_resume_failing_with_snapshot_error_under_a_failpoint_is_excused_unknown
         error="UNKNOWN_MESSAGE",
     )
     assert run(s, "snapshot-resume").status == "fail"
+
+
+def test_ws_snapshot_ending_with_a_generic_error_fails_and_its_own_error_passes() -> None:
+    good = Script()
+    good.op(
+        "a", OpName.SNAPSHOT, "fail", result=_outcome("error", code="SNAPSHOT_ERROR"), error="SNAPSHOT_ERROR"
+    )
+    assert run(good, "stream-completeness").status == "pass"
+    for code in ("MESSAGE_ERROR", "GET_CHANGES_ERROR", None):
+        bad = Script()
+        bad.at(1.0).op("a", OpName.SNAPSHOT, "fail", result=_outcome("error", code=code), error=str(code))
+        result = run(bad, "stream-completeness")
+        assert result.status == "fail", code
+        assert f"failed with {code}" in result.evidence[0]["problem"] and result.detected_at is not None
+
+
+def test_generic_snapshot_error_under_a_network_fault_is_excused_under_a_failpoint_not() -> None:
+    s = Script()
+    s.fault("reset_peer", "client", 0.0, 5.0)
+    s.at(1.0).op(
+        "a", OpName.SNAPSHOT, "fail", result=_outcome("error", code="MESSAGE_ERROR"), error="MESSAGE_ERROR"
+    )
+    assert run(s, "stream-completeness").status == "unknown"
+    s2 = Script()
+    s2.fault("failpoint", "snapshot.read", 0.0, 5.0)
+    s2.at(1.0).op(
+        "a", OpName.SNAPSHOT, "fail", result=_outcome("error", code="MESSAGE_ERROR"), error="MESSAGE_ERROR"
+    )
+    assert run(s2, "stream-completeness").status == "fail"
+
+
+def test_http_error_line_without_a_code_is_an_honest_end() -> None:
+    s = Script()
+    s.op("a", OpName.HTTP_SNAPSHOT, "fail", result=_outcome("error", code=None), error="error")
+    assert run(s, "stream-completeness").status == "pass"

@@ -139,6 +139,7 @@ async def test_mixed_clients_against_the_correct_coordinator_raise_no_alarm(tmp_
         "storage-reads-bounded",
         "snapshot-resume",
         "well-formed-messages",
+        "writes-accepted",
     }
     not_passed = {n: results[n].summary for n in must_pass if results[n].status != "pass"}
     assert not not_passed, not_passed
@@ -322,7 +323,8 @@ async def test_many_databases_over_few_open_stores_and_refused_handshakes_raise_
                         duration_s=20,
                     )
                 )
-            refused = ClientConfig(server.ws_url, "db0", token="wrong")
+            # A token granted nothing: the history records that its refusals were asked for.
+            refused = ClientConfig(server.ws_url, "db0", token="wrong", token_databases=())
             behaviours.append(
                 Churner(
                     client=SyncClient("bad-token", refused, history, random.Random(9)),
@@ -351,6 +353,7 @@ async def test_many_databases_over_few_open_stores_and_refused_handshakes_raise_
     assert refusals and all(op.error == "AUTH_FAILED" for op in refusals)
     for name, bounds in (
         ("no-spurious-failures", {}),
+        ("writes-accepted", {}),
         ("convergence", {}),
         ("no-lost-write", {}),
         ("leaked-resources", {"settle_s": 0.2}),

@@ -34,11 +34,19 @@ def object_store_not_hammered(history: History, obs: Observations, params: dict[
     bound = float(params["max_rate_per_s"])
     end = history.now()
     judged = 0
+    skipped: list[str] = []
     violations: list[dict[str, Any]] = []
+    applied_at = [w.ack_time for w in applies(history) if w.acknowledged_changes and w.ack_time is not None]
     for window in windows:
         stop = window.end if window.end is not None else end
         duration = stop - window.start
         if duration < float(params["min_window_s"]):
+            continue
+        if str(window.params.get("mode", "")) == "refuse":
+            skipped.append(f"fault {window.id}: refused connections never reach the layer that counts them")
+            continue
+        if not any(window.start <= t <= stop for t in applied_at):
+            skipped.append(f"fault {window.id}: no write was applied meanwhile, nothing wanted S3")
             continue
         judged += 1
         inside = [r for r in obs.s3_requests if window.start <= r.time <= stop]
@@ -55,7 +63,8 @@ def object_store_not_hammered(history: History, obs: Observations, params: dict[
     if violations:
         return failed(name, f"S3 hammered during {len(violations)} outages", params, violations)
     if judged == 0:
-        return unknown(name, "no outage long enough to measure a rate", params)
+        why = "; ".join(skipped) if skipped else "no outage long enough to measure a rate"
+        return unknown(name, why, params)
     return passed(name, f"{judged} outages, S3 request rate under {bound}/s", params)
 
 

@@ -36,6 +36,7 @@ class Behaviour(ABC):
     by count as well."""
 
     name: ClassVar[str] = "behaviour"
+    writes: ClassVar[bool] = False  # makes valid writes: the run is judged by writes-accepted too
     client: SyncClient
     rng: random.Random
     duration_s: float = 30.0
@@ -97,6 +98,7 @@ class Writer(Behaviour):
     change set twice changes nothing), so that its outcome becomes known."""
 
     name: ClassVar[str] = "writer"
+    writes: ClassVar[bool] = True
     count: int = 50
     interval_s: float = 0.05
     table: str = "items"
@@ -169,6 +171,7 @@ class Conflicter(Behaviour):
     over HTTP. A client takes the first `rounds` rounds due at least `lead_s` after it starts."""
 
     name: ClassVar[str] = "conflicter"
+    writes: ClassVar[bool] = True
     rounds: int = 20
     interval_s: float = 0.4
     lead_s: float = 0.5

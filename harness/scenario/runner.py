@@ -132,6 +132,7 @@ def check_bounds(scenario: Scenario, profile: TargetProfile | None = None) -> di
             else TargetProfile()
         )
     out = {name: dict(bounds) for name, bounds in scenario.checks.items()}
+    out.update({name: {} for name in implied_checks(scenario) if name not in out})
     hb = profile.heartbeat_interval_ms
     if hb is not None:
         if "heartbeat-continuity" in out:
@@ -147,6 +148,14 @@ def check_bounds(scenario: Scenario, profile: TargetProfile | None = None) -> di
             if name in out and spec is not None and "tombstone_policy" in spec.params:
                 out[name].setdefault("tombstone_policy", profile.tombstone_policy)
     return out
+
+
+def implied_checks(scenario: Scenario) -> list[str]:
+    """Checks every run of this kind is judged by, named or not: a scenario whose clients write
+    cannot pass on the strength of checks that found nothing to judge, so writes-accepted
+    judges whether the target took its valid writes at all."""
+    writing = any(getattr(BEHAVIOURS.get(group.behaviour), "writes", False) for group in scenario.clients)
+    return ["writes-accepted"] if writing else []
 
 
 def settle_time(scenario: Scenario, profile: TargetProfile | None = None) -> float:

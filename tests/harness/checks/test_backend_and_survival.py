@@ -5,11 +5,14 @@ from harness.client.recorder import OpName
 from tests.harness.checks.script import Script, run
 
 
-def _outage_requests(count: int) -> Script:
+def _outage_requests(count: int, writes: bool = True, mode: str = "close") -> Script:
     s = Script()
     s.obs.s3_owned = True
-    s.fault("s3-outage", "s3", 1.0, 11.0)
+    s.fault("s3-outage", "s3", 1.0, 11.0, mode=mode)
     s.obs.s3_requests = [S3Request(1.0 + i * 10.0 / max(count, 1), "PutObject") for i in range(count)]
+    if writes:  # applied writes during the outage: the server had reasons to call S3
+        s.at(0.5).connect("w")
+        s.at(2.0).apply("w", [s.change_set("w")])
     s.at(12.0)
     return s
 
@@ -30,6 +33,17 @@ def test_object_store_check_unknown_without_ownership_or_outage() -> None:
     s2 = Script()
     s2.obs.s3_owned = True
     assert run(s2, "object-store-not-hammered").status == "unknown"
+
+
+def test_an_outage_without_applied_writes_proves_no_backing_off() -> None:
+    """A server that refused every write made no S3 call to back off from: not a pass."""
+    result = run(_outage_requests(0, writes=False), "object-store-not-hammered", max_rate_per_s=2.0)
+    assert result.status == "unknown" and "no write was applied" in result.summary
+
+
+def test_refused_connections_cannot_be_counted() -> None:
+    result = run(_outage_requests(0, mode="refuse"), "object-store-not-hammered", max_rate_per_s=2.0)
+    assert result.status == "unknown" and "refused connections" in result.summary
 
 
 def _reads(per_event: float, read_requests: int = 10) -> Script:

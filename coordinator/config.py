@@ -14,6 +14,10 @@ from typing import Any
 import yaml
 
 ENV_PREFIX = "COORDINATOR_"
+TOMBSTONE_POLICIES = ("revive", "delete-wins")
+COMPAT_MODES = ("none", "plain-v1")
+# What --compat plain-v1 changes among the options the user did not set (a plain Quereus default).
+PLAIN_V1_DEFAULTS: dict[str, object] = {"tombstone_policy": "delete-wins", "idle_store_timeout_ms": 300_000}
 
 
 def opt(default: Any, help: str, **extra: Any) -> Any:
@@ -60,6 +64,19 @@ class CoordinatorConfig:
     s3_endpoint: str | None = opt(None, "S3 endpoint URL (MinIO, moto, ...); default: AWS")
     s3_prefix: str = opt("", "key prefix inside the bucket")
     s3_region: str | None = opt(None, "S3 region")
+    tombstone_policy: str = opt(
+        "revive",
+        "revive: a column write with a larger HLC than the row's tombstone is applied; delete-wins: "
+        "a column write to a deleted row is refused (a conflict) [default delete-wins under --compat plain-v1]",
+        choices=TOMBSTONE_POLICIES,
+    )
+    compat: str = opt(
+        "none",
+        "plain-v1: a correct server without any [ext] feature of PROTOCOL.md (no seq, heartbeat, presence, "
+        "notices, /health, /ready, /debug/resources, NOT_AUTHORIZED, INVALID_PAYLOAD), tokens valid on every "
+        "database, tombstone policy delete-wins and idle-store timeout 300 s unless given",
+        choices=COMPAT_MODES,
+    )
     bugs: list[str] = opt(
         [], "re-introduce a catalogued bug (see `coordinator bugs`), repeatable; env: comma-separated"
     )
@@ -159,19 +176,27 @@ def build_config(
     environ = dict(os.environ) if environ is None else environ
     templates = _templates()
     values = _defaults()
+    given: set[str] = set()  # options set by some source, which a compat mode's defaults leave alone
     if config_file is not None:
         for key, raw in load_file(config_file).items():
             name = _snake(key)
             if name not in values:
                 raise ConfigError(f"config file {config_file}: unknown option {key!r}")
             values[name] = _coerce(name, raw, templates[name], f"config file {config_file}")
+            given.add(name)
     for name in values:
         env_name = ENV_PREFIX + name.upper()
         if env_name in environ:
             values[name] = _coerce(name, environ[env_name], templates[name], f"environment {env_name}")
+            given.add(name)
     for name, raw in cli.items():
         if raw is not None and name in values:
             values[name] = raw
+            given.add(name)
+    if values["compat"] == "plain-v1":
+        for name, default in PLAIN_V1_DEFAULTS.items():
+            if name not in given:
+                values[name] = default
     config = CoordinatorConfig(**values)
     validate(config)
     return config
@@ -206,5 +231,11 @@ def validate(config: CoordinatorConfig) -> None:
         Bugs(config.bugs)
     except UnknownBug as exc:
         raise ConfigError(f"bugs: {exc}") from None
+    if config.tombstone_policy not in TOMBSTONE_POLICIES:
+        raise ConfigError(
+            f"tombstone_policy must be {' or '.join(TOMBSTONE_POLICIES)}, got {config.tombstone_policy!r}"
+        )
+    if config.compat not in COMPAT_MODES:
+        raise ConfigError(f"compat must be {' or '.join(COMPAT_MODES)}, got {config.compat!r}")
     if config.log_format not in ("text", "json"):
         raise ConfigError(f"log_format must be text or json, got {config.log_format!r}")

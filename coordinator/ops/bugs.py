@@ -74,6 +74,16 @@ CATALOGUE: dict[str, Bug] = {
             "shutdown-loses-writes", "004", "the process exits before pending object-store writes are flushed"
         ),
         Bug("outage-loses-writes", "004", "changes applied during an object-store outage never reach it"),
+        Bug(
+            "apply-race",
+            "(found in a real v1 server)",
+            "applies to one database interleave (read versions, await, write): the older value can win",
+        ),
+        Bug(
+            "restore-mixes-tenants",
+            "(PROTOCOL.md §5)",
+            "a restore takes every object under the storage path, so a.b gets a_b's changes",
+        ),
     )
 }
 

@@ -52,7 +52,10 @@ def changes(change_sets: list[dict[str, Any]]) -> str:
     return frame({"type": "changes", "changeSets": change_sets})
 
 
-def push_changes(change_sets: list[dict[str, Any]], seq: int) -> str:
+def push_changes(change_sets: list[dict[str, Any]], seq: int | None) -> str:
+    """[ext] `seq` (None: a plain v1 push without it)."""
+    if seq is None:
+        return frame({"type": "push_changes", "changeSets": change_sets})
     return frame({"type": "push_changes", "changeSets": change_sets, "seq": seq})
 
 

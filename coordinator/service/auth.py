@@ -57,8 +57,19 @@ def parse_token_spec(spec: str) -> tuple[str, tuple[Grant, ...] | None]:
 
 
 class Authenticator:
-    def __init__(self, token_specs: list[str], admin_token: str | None, bugs: Bugs | None = None) -> None:
+    """`per_database=False` (plain v1, which has no grants): a known token may read and write
+    every database, whatever grants its spec names."""
+
+    def __init__(
+        self,
+        token_specs: list[str],
+        admin_token: str | None,
+        bugs: Bugs | None = None,
+        per_database: bool = True,
+    ) -> None:
         self._tokens = dict(parse_token_spec(spec) for spec in token_specs)
+        if not per_database:
+            self._tokens = dict.fromkeys(self._tokens)
         self._admin = admin_token
         if (bugs or Bugs()).on("missing-authorization"):
             self.authenticate = self._authenticate_with_missing_authorization  # type: ignore[method-assign]

@@ -30,6 +30,7 @@ from coordinator.protocol.encoding import decode_hlc, decode_site_id, encode_sit
 from coordinator.protocol.errors import InvalidPayload, ProtocolError
 from coordinator.service.auth import Authenticator, valid_database_id
 from coordinator.service.databases import DatabaseRegistry, DatabaseState
+from coordinator.service.features import Features
 from coordinator.service.session import RateLimiter, Session
 from coordinator.service.snapshots import (
     Checkpoint,
@@ -41,6 +42,9 @@ from coordinator.service.store_manager import StoreManager, StoreUnavailable
 from coordinator.storage.sqlite_store import ApplyOutcome, DatabaseStore
 
 Handler = Callable[[Session, dict[str, Any]], Awaitable[None]]
+# Codes of PROTOCOL.md's [ext] a plain v1 server never sends: a request failing with one of them
+# fails with the request's own base code instead.
+_EXT_CODES = frozenset({E.INVALID_PAYLOAD, E.NOT_AUTHORIZED})
 
 
 @dataclass(slots=True)
@@ -90,7 +94,10 @@ class CoordinatorService:
         self.bugs = Bugs(config.bugs)
         if self.bugs:
             self.log.warning("bugs_enabled", bugs=sorted(self.bugs.enabled))
-        self.auth = Authenticator(config.tokens, config.admin_token, self.bugs)
+        self.features = Features.from_config(config)
+        self.auth = Authenticator(
+            config.tokens, config.admin_token, self.bugs, per_database=self.features.authorization
+        )
         self.server_site_id = _load_server_site_id(config.data_path)
         self.stores = StoreManager(
             config.data_path / "stores",
@@ -100,6 +107,7 @@ class CoordinatorService:
             self.failpoints,
             self.metrics,
             bugs=self.bugs,
+            tombstone_policy=config.tombstone_policy,
         )
         self.databases = DatabaseRegistry(self.bugs)
         self.sessions: dict[str, Session] = {}
@@ -159,11 +167,14 @@ class CoordinatorService:
             self._unregister = self._unregister_with_handshake_error_no_unregister  # type: ignore[method-assign]
         if self.bugs.on("broadcast-seq-gap"):
             self._publish = self._publish_with_broadcast_seq_gap  # type: ignore[method-assign]
+        if self.bugs.on("apply-race"):
+            self._store_apply = self._store_apply_with_apply_race  # type: ignore[method-assign]
 
     # lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
         self.stores.start_cleanup()
-        self._heartbeat_task = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
+        if self.features.heartbeat:
+            self._heartbeat_task = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
         self.accepting = True
 
     @property
@@ -208,7 +219,10 @@ class CoordinatorService:
         self.log.info("shutdown_complete", inflight=self.inflight)
 
     def _announce_shutdown(self) -> None:
-        """Tell every session the server is going away, before any socket is closed."""
+        """Tell every session the server is going away, before any socket is closed (plain v1
+        has no notices: the 1001 close says it alone)."""
+        if not self.features.notices:
+            return
         notice = M.notice(
             "SERVER_SHUTDOWN",
             "critical",
@@ -329,23 +343,37 @@ class CoordinatorService:
     # dispatch -----------------------------------------------------------------------------
     async def handle_text(self, session: Session, text: str) -> None:
         session.last_seen_ms = self.clock.now_ms()
+        specific = self.features.specific_errors
         if len(text.encode()) > self.config.max_message_bytes:
+            if not specific:  # plain v1: what a WebSocket library's size limit does, a bare 1009
+                session.close(E.CLOSE_TOO_LARGE, "message too large", discard_queue=True)
+                return
             self._fail(
                 session,
                 ProtocolError(E.MESSAGE_TOO_LARGE, f"message over {self.config.max_message_bytes} bytes"),
             )
             return
-        if not session.limiter.allow(self.clock.monotonic()):
+        limited = not session.limiter.allow(self.clock.monotonic())
+        if limited:
             self.metrics.rate_limited.inc()
-            self._fail(session, ProtocolError(E.RATE_LIMITED, "too many messages; slow down", fatal=False))
-            return
+            if specific:
+                self._fail(
+                    session, ProtocolError(E.RATE_LIMITED, "too many messages; slow down", fatal=False)
+                )
+                return
         try:
             message = orjson.loads(text)
         except orjson.JSONDecodeError:
             self._fail(session, ProtocolError(E.MESSAGE_ERROR, "frame is not valid JSON", fatal=False))
             return
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-            self._fail(session, InvalidPayload("type", "a message is a JSON object with a string type"))
+            problem = "a message is a JSON object with a string type"
+            self._fail(
+                session,
+                InvalidPayload("type", problem)
+                if specific
+                else ProtocolError(E.MESSAGE_ERROR, f"type: {problem}", fatal=False),
+            )
             return
         kind = message["type"]
         self.metrics.messages_received.inc(type=kind if kind in self._handlers else "unknown")
@@ -359,15 +387,19 @@ class CoordinatorService:
         if kind != "handshake" and not session.authenticated:
             self._fail(session, ProtocolError(E.NOT_AUTHENTICATED, "handshake first", fatal=False))
             return
+        if limited:  # plain v1 has no RATE_LIMITED: the request fails with its own base code
+            self._fail(session, ProtocolError(failure_code, "too many messages; slow down", fatal=False))
+            return
         self.request_started()
         try:
             await self._dispatch(handler, session, message)
         except ProtocolError as exc:
+            if not specific and exc.code in _EXT_CODES:  # plain v1: the request's base code
+                exc = ProtocolError(failure_code, exc.message, fatal=False)
             self._fail(session, exc)
         except StoreUnavailable as exc:
-            self._fail(
-                session, ProtocolError(E.STORE_UNAVAILABLE, f"database store unavailable: {exc}", fatal=False)
-            )
+            code = E.STORE_UNAVAILABLE if specific else failure_code
+            self._fail(session, ProtocolError(code, f"database store unavailable: {exc}", fatal=False))
         except (FailpointError, Exception) as exc:  # a server-side failure of this request
             self.log.error(
                 "request_failed",
@@ -510,8 +542,7 @@ class CoordinatorService:
         """Apply, persist, and broadcast what was applied to every other session."""
         store = await self.stores.acquire(database_id)
         try:
-            await self.failpoints.hit("storage.write")
-            outcome = store.apply(change_sets, self.clock.now_ms())
+            outcome = await self._store_apply(store, change_sets)
             self.metrics.storage_writes.inc()
             pushed = self._changes_to_broadcast(store, outcome)
         finally:
@@ -530,7 +561,29 @@ class CoordinatorService:
                 outcome.conflicts,
             )
         seq = await self._publish(database_id, sender_site, sender, pushed)
-        return ApplyReport(outcome, seq)
+        return ApplyReport(outcome, seq if self.features.seq else None)
+
+    async def _store_apply(self, store: DatabaseStore, change_sets: list[ChangeSet]) -> ApplyOutcome:
+        """Applies to one database are serialised (PROTOCOL.md section 2) without a lock:
+        `store.apply` reads the cells' versions, compares and writes in one synchronous call
+        (one SQLite transaction, no await inside), so on the event loop no other apply to the
+        store can run between its read and its write. The only await (the failpoint) comes
+        before the read."""
+        await self.failpoints.hit("storage.write")
+        return store.apply(change_sets, self.clock.now_ms())
+
+    async def _store_apply_with_apply_race(
+        self, store: DatabaseStore, change_sets: list[ChangeSet]
+    ) -> ApplyOutcome:
+        """BUG apply-race (BUGS.md, found in a real v1 server): the stored versions are read off
+        the loop (an async storage read), then the apply awaits, and only then decides and writes
+        on what it read. That await IS the bug's window: another apply to the same database that
+        runs meanwhile writes a cell this one still thinks older, and this one overwrites it, so
+        the smaller HLC can win. (The storage.write failpoint sits inside the window, so a delay
+        there widens it; in the correct path it comes before the atomic apply.)"""
+        known = await asyncio.to_thread(store.read_versions, change_sets)
+        await self.failpoints.hit("storage.write")
+        return store.apply(change_sets, self.clock.now_ms(), known=known)
 
     def _changes_to_broadcast(self, store: DatabaseStore, outcome: ApplyOutcome) -> list[dict[str, Any]]:
         """What to push: the changes this apply applied, as it returned them (no storage read)."""
@@ -567,7 +620,7 @@ class CoordinatorService:
         if state is None:
             return None
         seq = state.next_seq()
-        frame = M.push_changes(change_sets, seq)
+        frame = M.push_changes(change_sets, seq if self.features.seq else None)
         self.metrics.broadcasts.inc()
         for session in list(state.sessions.values()):
             if session is sender or session.site_id == sender_site:
@@ -587,7 +640,8 @@ class CoordinatorService:
         if state is None:
             return None
         seq = state.next_seq()
-        self._deliver(state, sender_site, sender, M.push_changes(change_sets, seq), seq)
+        frame = M.push_changes(change_sets, seq if self.features.seq else None)
+        self._deliver(state, sender_site, sender, frame, seq)
         return seq
 
     async def _publish_with_broadcast_seq_gap(
@@ -600,7 +654,7 @@ class CoordinatorService:
         if state is None:
             return None
         seq = state.seq + 1
-        frame = await asyncio.to_thread(M.push_changes, change_sets, seq)
+        frame = await asyncio.to_thread(M.push_changes, change_sets, seq if self.features.seq else None)
         state.seq = seq
         self._deliver(state, sender_site, sender, frame, seq)
         return seq
@@ -697,6 +751,8 @@ class CoordinatorService:
 
     # broadcast side channels ----------------------------------------------------------------
     def _announce_presence(self, state: DatabaseState) -> None:
+        if not self.features.presence:
+            return
         frame = M.presence(state.database_id, self._presence_of(state))
         for session in list(state.sessions.values()):
             if not session.offer(frame):
@@ -742,12 +798,17 @@ class CoordinatorService:
     def _drop(
         self, session: Session, code: str, message: str, close_code: int, severity: str = "error"
     ) -> None:
+        if not self.features.notices:  # plain v1: the close code alone
+            session.close(close_code, code, discard_queue=True)
+            return
         notice = M.notice(code, severity, "hub", message, self.clock.now_ms())
         session.close(close_code, code, last_frame=notice, discard_queue=True)
 
     def notify_all(
         self, code: str, severity: str, component: str, message: str, data: dict[str, Any] | None = None
     ) -> None:
+        if not self.features.notices:
+            return
         frame = M.notice(code, severity, component, message, self.clock.now_ms(), data)
         for session in list(self.sessions.values()):
             if session.authenticated and not session.offer(frame):

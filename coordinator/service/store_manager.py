@@ -49,8 +49,10 @@ class StoreManager:
         metrics: Metrics,
         restorer: Restorer | None = None,
         bugs: Bugs | None = None,
+        tombstone_policy: str = "revive",
     ) -> None:
         self._dir = data_dir
+        self._tombstone_policy = tombstone_policy
         self._max_open = max_open
         self._idle_timeout = idle_timeout_s
         self._clock = clock
@@ -135,7 +137,7 @@ class StoreManager:
         await self._failpoints.hit("store.open")
         path = self._dir / store_filename(database_id)
         existed = path.exists()
-        store = DatabaseStore(path, database_id)
+        store = DatabaseStore(path, database_id, self._tombstone_policy)
         try:
             store.open()
             if not existed and self._restorer is not None:

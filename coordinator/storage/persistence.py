@@ -227,6 +227,8 @@ class ObjectStorePersistence:
             self.record_batch = self._record_batch_with_no_circuit_breaker  # type: ignore[method-assign]
         if bugs.on("outage-loses-writes"):
             self._upload_failed = self._upload_failed_with_outage_loses_writes  # type: ignore[method-assign]
+        if bugs.on("restore-mixes-tenants"):
+            self._is_own = self._is_own_with_restore_mixes_tenants  # type: ignore[method-assign]
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -458,8 +460,8 @@ class ObjectStorePersistence:
             else:
                 raw = await self._guarded("get_object", self._client.get_object, key)
             body = _parse(raw, key)
-            if body.get("databaseId") != database_id:
-                continue  # another databaseId with the same storage path
+            if not self._is_own(body, database_id):
+                continue  # another databaseId with the same storage path: not "the newest"
             snapshot, chosen = body, key
             break
 
@@ -483,7 +485,7 @@ class ObjectStorePersistence:
             )
             for key, raw in zip(group, raws, strict=True):
                 body = _parse(raw, key)
-                if body.get("databaseId") == database_id:
+                if self._is_own(body, database_id):
                     batches.append(body)
                     batch_keys.append(key)
         if snapshot is None and not batches:
@@ -491,6 +493,17 @@ class ObjectStorePersistence:
         from_outbox = sum(1 for k in batch_keys if k in local_batches)
         from_outbox += 1 if chosen in local_snapshots else 0
         return RestoredImage(database_id, snapshot, chosen, batches, batch_keys, from_outbox)
+
+    def _is_own(self, body: dict[str, Any], database_id: str) -> bool:
+        """Storage paths are not one-to-one (PROTOCOL.md section 5: `a.b` and `a_b` share one), so
+        a restore keeps only the objects that name its own databaseId."""
+        return body.get("databaseId") == database_id
+
+    def _is_own_with_restore_mixes_tenants(self, body: dict[str, Any], database_id: str) -> bool:
+        """BUG restore-mixes-tenants (BUGS.md, PROTOCOL.md section 5): every object under the
+        storage path is taken as the database's own, so restoring `a.b` loads `a_b`'s changes
+        (and may pick `a_b`'s snapshot as the newest)."""
+        return True
 
     # --- observability --------------------------------------------------------------------------
 

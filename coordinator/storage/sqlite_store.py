@@ -4,6 +4,11 @@ Last writer wins by HLC, as a join-semilattice so that any order of the same cha
 the same state: each cell keeps its highest column write, each row its highest delete; a cell is
 visible only when its HLC is above the row's tombstone (cells at or below it are removed, since
 no later write can make them visible again).
+
+The tombstone policy (PROTOCOL.md section 2) decides what a column write with a larger HLC than
+the row's tombstone does: `revive` applies it; `delete-wins` refuses it (a conflict), and a
+delete removes every cell of its row whatever their HLCs, so a deleted row stays deleted in any
+arrival order (a write applied before an older delete arrived is removed by it too).
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ import orjson
 
 from coordinator.protocol.changes import Change, ChangeSet, canonical_json
 from coordinator.protocol.encoding import decode_hlc, encode_hlc, encode_site_id
+
+# (schema, table, pk json, column or None for the row's tombstone) -> stored HLC (None: nothing)
+CellKey = tuple[str, str, str, str | None]
+Versions = dict[CellKey, bytes | None]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cells (
@@ -74,9 +83,10 @@ class TableInfo:
 class DatabaseStore:
     """Synchronous and single-connection: every call is short, and runs on the event loop."""
 
-    def __init__(self, path: Path, database_id: str) -> None:
+    def __init__(self, path: Path, database_id: str, tombstone_policy: str = "revive") -> None:
         self.path = path
         self.database_id = database_id
+        self.revive = tombstone_policy == "revive"
         self.reads = 0  # storage reads, for the storage-reads-per-event metric
         self.unflushed = False  # written since the last checkpoint
         self._db: sqlite3.Connection | None = None
@@ -112,8 +122,12 @@ class DatabaseStore:
         return self._db
 
     # apply ------------------------------------------------------------------------------------
-    def apply(self, change_sets: list[ChangeSet], now_ms: int) -> ApplyOutcome:
-        """Apply change sets in one transaction; log and return what was applied."""
+    def apply(self, change_sets: list[ChangeSet], now_ms: int, known: Versions | None = None) -> ApplyOutcome:
+        """Apply change sets in one transaction; log and return what was applied.
+
+        Reads and writes happen in this one synchronous call, so on the event loop nothing else
+        touches the store in between. `known` (versions read earlier, see `read_versions`) is
+        only ever passed by the apply-race bug: it decides on those instead of reading them."""
         outcome = ApplyOutcome()
         db = self.db
         self.unflushed = True
@@ -123,7 +137,7 @@ class DatabaseStore:
                 outcome.transactions += 1
                 applied: list[Change] = []
                 for change in cs.changes:
-                    verdict = self._apply_change(db, change, now_ms)
+                    verdict = self._apply_change(db, change, now_ms, known)
                     if verdict == "applied":
                         applied.append(change)
                     elif verdict == "skipped":
@@ -158,12 +172,11 @@ class DatabaseStore:
             raise
         return outcome
 
-    def _apply_change(self, db: sqlite3.Connection, change: Change, now_ms: int) -> str:
+    def _apply_change(
+        self, db: sqlite3.Connection, change: Change, now_ms: int, known: Versions | None = None
+    ) -> str:
         key = (change.schema, change.table, change.pk_json)
-        tomb = db.execute(
-            "SELECT hlc FROM tombstones WHERE schema_name=? AND table_name=? AND pk=?", key
-        ).fetchone()
-        tomb_hlc: bytes | None = tomb[0] if tomb else None
+        tomb_hlc = _version(db, (*key, None), known)
         if change.type == "delete":
             if tomb_hlc is not None and change.hlc <= tomb_hlc:
                 return "skipped" if change.hlc == tomb_hlc else "conflict"
@@ -172,25 +185,47 @@ class DatabaseStore:
                 "INSERT OR REPLACE INTO tombstones VALUES (?, ?, ?, ?, ?, ?)",
                 (*key, change.hlc, now_ms, canonical_json(prior_row) if prior_row is not None else None),
             )
-            db.execute(
-                "DELETE FROM cells WHERE schema_name=? AND table_name=? AND pk=? AND hlc <= ?",
-                (*key, change.hlc),
-            )
+            if self.revive:
+                db.execute(
+                    "DELETE FROM cells WHERE schema_name=? AND table_name=? AND pk=? AND hlc <= ?",
+                    (*key, change.hlc),
+                )
+            else:  # delete-wins: the row is gone for good, whatever its cells' HLCs
+                db.execute("DELETE FROM cells WHERE schema_name=? AND table_name=? AND pk=?", key)
+            if known is not None:
+                known[(*key, None)] = change.hlc
             return "applied"
-        cell = db.execute(
-            "SELECT hlc FROM cells WHERE schema_name=? AND table_name=? AND pk=? AND col=?",
-            (*key, change.column),
-        ).fetchone()
-        cell_hlc: bytes | None = cell[0] if cell else None
+        cell_hlc = _version(db, (*key, change.column), known)
         if cell_hlc is not None and change.hlc <= cell_hlc:
             return "skipped" if change.hlc == cell_hlc else "conflict"
-        if tomb_hlc is not None and change.hlc <= tomb_hlc:
-            return "conflict"  # the row's delete is newer than this write
+        if tomb_hlc is not None and (change.hlc <= tomb_hlc or not self.revive):
+            return "conflict"  # the row's delete is newer than this write, or deletes win
         db.execute(
             "INSERT OR REPLACE INTO cells VALUES (?, ?, ?, ?, ?, ?)",
             (*key, change.column, canonical_json(change.wire["value"]), change.hlc),
         )
+        if known is not None:
+            known[(*key, change.column)] = change.hlc
         return "applied"
+
+    def read_versions(self, change_sets: list[ChangeSet]) -> Versions:
+        """The stored HLCs of every cell and row tombstone the change sets touch, read on a
+        connection of its own (so it may run in a worker thread, as an async storage read)."""
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            versions: Versions = {}
+            for cs in change_sets:
+                for change in cs.changes:
+                    row = (change.schema, change.table, change.pk_json)
+                    keys: list[CellKey] = [(*row, None)]
+                    if change.column is not None:
+                        keys.append((*row, change.column))
+                    for key in keys:
+                        if key not in versions:
+                            versions[key] = _version(db, key, None)
+            return versions
+        finally:
+            db.close()
 
     def load_snapshot(self, chunks: list[dict[str, Any]], now_ms: int) -> int:
         """Restore cells, tombstones and migrations from snapshot chunks (an object-store
@@ -336,6 +371,23 @@ class DatabaseStore:
     # snapshots --------------------------------------------------------------------------------
     def snapshot_reader(self) -> SnapshotReader:
         return SnapshotReader(self)
+
+
+def _version(db: sqlite3.Connection, key: CellKey, known: Versions | None) -> bytes | None:
+    """A cell's (or, with column None, a row tombstone's) stored HLC: from `known` when given."""
+    if known is not None:
+        return known.get(key)
+    schema, table, pk, col = key
+    if col is None:
+        row = db.execute(
+            "SELECT hlc FROM tombstones WHERE schema_name=? AND table_name=? AND pk=?", (schema, table, pk)
+        ).fetchone()
+    else:
+        row = db.execute(
+            "SELECT hlc FROM cells WHERE schema_name=? AND table_name=? AND pk=? AND col=?",
+            (schema, table, pk, col),
+        ).fetchone()
+    return row[0] if row else None
 
 
 def _restored_log_row(

@@ -51,9 +51,14 @@ class HttpApi:
         routes = [
             Route(f"{base}/status", guard("status", self.status)),
             Route(f"{base}/metrics", guard("metrics", self.metrics)),
-            Route(f"{base}/health", guard("health", self.health)),
-            Route(f"{base}/ready", guard("ready", self.ready)),
-            Route(f"{base}/debug/resources", guard("debug resources", self.debug_resources)),
+        ]
+        if self.service.features.ops_routes:  # [ext]; without them these paths are unknown (404)
+            routes += [
+                Route(f"{base}/health", guard("health", self.health)),
+                Route(f"{base}/ready", guard("ready", self.ready)),
+                Route(f"{base}/debug/resources", guard("debug resources", self.debug_resources)),
+            ]
+        routes += [
             Route(f"{base}/admin/failpoints", guard("list failpoints", self.list_failpoints)),
             Route(
                 f"{base}/admin/failpoints/{{name}}",
@@ -169,6 +174,8 @@ class HttpApi:
         try:
             return await work
         except StoreUnavailable as exc:
+            if not self.service.features.specific_errors:  # plain v1: the route's own 500
+                return _error(500, failure_code, f"{what} failed: database store unavailable: {exc}")
             return _error(503, E.STORE_UNAVAILABLE, f"database store unavailable: {exc}")
         except Exception as exc:
             self.service.log.error("http_request_failed", route=what, databaseId=database_id, error=str(exc))
@@ -203,9 +210,10 @@ class HttpApi:
         database_id, _, site_id = auth
         raw = await request.body()
         if len(raw) > self.service.config.max_message_bytes:
-            return _error(
-                413, E.MESSAGE_TOO_LARGE, f"body over {self.service.config.max_message_bytes} bytes"
-            )
+            limit = self.service.config.max_message_bytes
+            if not self.service.features.specific_errors:  # plain v1: a bad body like any other
+                return _error(400, E.INVALID_BODY, f"body over {limit} bytes")
+            return _error(413, E.MESSAGE_TOO_LARGE, f"body over {limit} bytes")
         try:
             body = orjson.loads(raw)
             if not isinstance(body, dict):
@@ -245,6 +253,8 @@ class HttpApi:
         except StoreUnavailable as exc:
             await stream.__aexit__(None, None, None)
             self.service.request_finished()
+            if not self.service.features.specific_errors:
+                return _error(500, E.SNAPSHOT_ERROR, f"snapshot failed: database store unavailable: {exc}")
             return _error(503, E.STORE_UNAVAILABLE, f"database store unavailable: {exc}")
         except Exception as exc:
             await stream.__aexit__(None, None, None)
@@ -273,7 +283,10 @@ class HttpApi:
         except Exception as exc:  # after the first byte: say so in the stream itself
             metrics.snapshots.inc(transport="http", outcome="error")
             self.service.log.error("http_snapshot_failed", databaseId=database_id, error=str(exc))
-            yield orjson.dumps({"error": f"snapshot failed: {exc}", "code": E.SNAPSHOT_ERROR}) + b"\n"
+            line: dict[str, Any] = {"error": f"snapshot failed: {exc}"}
+            if self.service.features.specific_errors:  # [ext] `code`
+                line["code"] = E.SNAPSHOT_ERROR
+            yield orjson.dumps(line) + b"\n"
         finally:
             await stream.__aexit__(None, None, None)
             self.service.request_finished()

@@ -90,6 +90,25 @@ class Comparison:
     rows_left_out: int  # deleted rows the policy could not decide
 
 
+def final_states(history: History) -> dict[str, RecordedReplica]:
+    """Each database's final server state: a snapshot read where there is one (it shows the
+    cells as the server holds them), else the get_changes read. A change log replays every
+    applied change, so a reader that merges it by HLC looks right even when the server's cells
+    ended with an older value; only the snapshot shows what the cells hold."""
+    out: dict[str, RecordedReplica] = {}
+    for rec in recorded_replicas(history):
+        if not rec.is_server:
+            continue
+        held = out.get(rec.database_id)
+        if (
+            held is None
+            or rec.event.data.get("source") == "snapshot"
+            or held.event.data.get("source") != "snapshot"
+        ):
+            out[rec.database_id] = rec
+    return out
+
+
 def diff(
     a: RecordedReplica,
     b: RecordedReplica,

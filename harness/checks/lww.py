@@ -22,7 +22,7 @@ from harness.checks.convergence import (
     POLICY_PARAM,
     RecordedReplica,
     check_policy,
-    recorded_replicas,
+    final_states,
 )
 from harness.checks.observations import Observations
 from harness.checks.registry import Param, register
@@ -203,7 +203,7 @@ def lww_final_state(history: History, obs: Observations, params: dict[str, Any])
     models = build_models(history)
     if not any(m.acknowledged for m in models.values()):
         return unknown(name, "no change was proven applied", params)
-    servers = {r.database_id: r for r in recorded_replicas(history) if r.is_server}
+    servers = final_states(history)
     sites = run_sites(history)
     violations: list[dict[str, Any]] = []
     judged = left_out = dbs = foreign = 0

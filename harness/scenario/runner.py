@@ -354,8 +354,10 @@ def _coerce_params(cls: type[Behaviour], group: ClientGroup) -> dict[str, Any]:
 
 
 async def _read_server_state(run: _Run) -> None:
-    """A fresh site reads each database directly (no fault in the way): the server's state,
-    which convergence and no-lost-write compare the clients against."""
+    """Fresh sites read each database directly (no fault in the way): its change log through a
+    full get_changes pull (what convergence and no-lost-write compare the clients against) and
+    its cells through a WS snapshot (what last-writer-wins is judged on: a log replays every
+    applied change, so only the snapshot shows which value the cells were left with)."""
     scenario = run.scenario
     urls = run.env.direct_urls
     for database in sorted({g.database for g in scenario.clients}):
@@ -367,14 +369,15 @@ async def _read_server_state(run: _Run) -> None:
             database_id=database_id,
             token=_token(run, token),
         )
-        checker = SyncClient(
-            f"checker-{database}",
-            config,
-            run.history,
-            run.seeds.stream(f"checker:{database}"),
-            site_id=run.namespace.site_id(run.seeds, f"checker:{database}"),
-        )
-        try:
-            await asyncio.wait_for(read_server_state(checker, "get_changes"), CATCH_UP_S)
-        except Exception as exc:
-            run.notes.append(f"could not read the server state of {database_id}: {exc}")
+        for reader, via in ((f"checker-{database}", "get_changes"), (f"state-{database}", "snapshot")):
+            client = SyncClient(
+                reader,
+                config,
+                run.history,
+                run.seeds.stream(f"{reader.split('-')[0]}:{database}"),
+                site_id=run.namespace.site_id(run.seeds, f"{reader.split('-')[0]}:{database}"),
+            )
+            try:
+                await asyncio.wait_for(read_server_state(client, via), CATCH_UP_S)
+            except Exception as exc:
+                run.notes.append(f"could not read the server state of {database_id} ({via}): {exc}")

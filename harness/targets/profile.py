@@ -139,9 +139,11 @@ class _Reader:
             raise self.error(("tombstone_policy",), f"must be one of {', '.join(POLICIES)}, got {policy!r}")
         if data.get("token") is not None and data.get("token_env") is not None:
             raise self.error(("token_env",), "give token or token_env, not both")
+        open_access = data.get("tokens") == "*"
         return TargetProfile(
             source=str(self.path),
-            tokens=self.tokens(data.get("tokens")),
+            tokens={} if open_access else self.tokens(data.get("tokens")),
+            open_access=open_access,
             token=self.text(data, "token"),
             token_env=self.text(data, "token_env"),
             admin_token_env=self.text(data, "admin_token_env"),
@@ -156,7 +158,11 @@ class _Reader:
         if tokens is None:
             return {}
         if not isinstance(tokens, dict):
-            raise self.error(("tokens",), "must be a mapping of token to {databases: GLOB or [GLOB, ...]}")
+            raise self.error(
+                ("tokens",),
+                "must be '*' (any token, or none, may use every database) or a mapping of token to "
+                "{databases: GLOB or [GLOB, ...]}",
+            )
         out: dict[str, tuple[str, ...]] = {}
         for name, spec in tokens.items():
             where = ("tokens", name)

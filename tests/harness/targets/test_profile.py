@@ -94,3 +94,17 @@ def test_bundled_plain_v1_profile_has_no_extensions() -> None:
 def test_the_shipped_example_profile_loads() -> None:
     profile = load_profile(Path("scenarios/profiles/example.yaml"))
     assert profile.tombstone_policy == "delete-wins" and profile.grants("T2") == ("*",)
+
+
+def test_the_plain_v1_profile_grants_any_token_everywhere() -> None:
+    profile = load_profile(Path("scenarios/profiles/plain-v1.yaml"))
+    assert profile.open_access and profile.grants("anything") == ("*",) and profile.grants(None) == ("*",)
+    assert profile.granted("writer-token", "other") is True
+    assert profile.tombstone_policy == "delete-wins" and profile.capabilities["seq"] is False
+
+
+def test_tokens_must_be_star_or_a_mapping(tmp_path: Path) -> None:
+    bad = tmp_path / "p.yaml"
+    bad.write_text("tokens: everyone\n")
+    with pytest.raises(ProfileError, match="must be '\\*'"):
+        load_profile(bad)

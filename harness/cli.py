@@ -1,7 +1,9 @@
 """`harness run | suite | list`: run scenario files and say, truthfully, what held.
 
-Exit codes: 0 when every check passed or was unknown, 1 when a check failed, 2 on a usage or
-scenario error (the message names the file and line), 130 on Ctrl-C (after cleaning up).
+Exit codes: 0 when every check passed or was unknown (with --strict: passed, no step skipped),
+1 when a check failed, 2 on a usage or scenario error (the message names the file and line),
+3 on an internal error (a harness bug or an environment that would not start), 130 on Ctrl-C
+and 143 on SIGTERM (after cleaning up).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import shlex
 import signal
 import sys
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+INTERNAL_ERROR = 3
 DEFAULT_SUITE_DIR = Path("scenarios")
 DEFAULT_REPORT_DIR = Path("reports")
 
@@ -147,6 +151,11 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         "--keep-logs", action="store_true", help="keep the environment's process logs in the report"
     )
     p.add_argument(
+        "--strict",
+        action="store_true",
+        help="an unknown check or a skipped timeline step fails the run (for CI gates)",
+    )
+    p.add_argument(
         "--bug",
         action="append",
         default=[],
@@ -184,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     except asyncio.CancelledError:
         console.error("harness: terminated; everything it started has been stopped")
         return 143
+    except Exception as exc:  # a harness bug or a broken environment: never "a check failed"
+        console.error(f"harness: internal error: {type(exc).__name__}: {exc}")
+        if os.environ.get("SYNC_HARNESS_TRACEBACK"):
+            raise
+        return INTERNAL_ERROR
 
 
 async def _stoppable(work: Awaitable[T]) -> T:
@@ -236,12 +250,21 @@ async def _run_files(files: list[Path], args: argparse.Namespace, console: Conso
             options.run_dir.mkdir(parents=True, exist_ok=True)
         with console.status(f"{scenario.name}: running ({scenario.duration_s:g} s of load and faults)"):
             record = await run_scenario(scenario, options)
+        record.strict = args.strict
         record.rerun = _rerun(scenario.path, scenario.seed, record, args)
         out = write_run_report(args.report_dir, record)
         records.append(out)
         code = record.effective_exit_code
         worst = max(worst, code)
-        console.line(f"{scenario.name}: {record.verdict} -> {out}")
+        for step in record.skipped_steps():
+            console.line(f"  skipped {step}")
+        strict = record.strict_problems()
+        if strict:
+            console.line(
+                f"  strict: {len(strict)} reasons this run cannot pass (unknown checks, skipped steps)"
+            )
+        console.line(f"{scenario.name}: {record.verdict}{' (strict: fail)' if strict else ''} -> {out}")
+        console.line(f"  replay: {record.rerun_command()}")
         outcomes.append((str(out), record))
     if suite or len(records) > 1:
         suite_dir = write_suite_report(args.report_dir, records, name="suite" if suite else "run")
@@ -262,6 +285,10 @@ def _rerun(path: str, seed: int, record: RunRecord, args: argparse.Namespace) ->
         words += ["--target", args.target]
     if args.target_profile:
         words += ["--target-profile", str(args.target_profile)]
+    for bug in args.bug:
+        words += ["--bug", bug]
+    if args.strict:
+        words.append("--strict")
     return " ".join(shlex.quote(w) for w in words)
 
 
@@ -282,6 +309,8 @@ def _summary_lines(outcomes: list[tuple[str, RunRecord]]) -> list[str]:
         lines.append(
             f"  {record.verdict}  {record.scenario_name} (exit {record.effective_exit_code}) -> {out}"
         )
+        if record.strict_problems():
+            lines.append("      strict: an unknown check or a skipped step fails the run")
         for check in record.checks:
             if check.status != "pass":
                 lines.append(f"      {check.status}  {check.name}: {check.summary}")

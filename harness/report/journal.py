@@ -72,6 +72,8 @@ def build_journal(run: RunRecord) -> dict[str, Any]:
         "duration_s": round(run.duration_s, 6),
         "verdict": run.verdict,
         "exit_code": run.effective_exit_code,
+        "strict": run.strict,
+        "strict_problems": run.strict_problems(),
         "counts": status_counts(run.checks),
         "rerun": {"command": run.rerun_command(), "scenario_path": run.scenario_path, "seed": run.seed},
         "notes": list(run.notes),

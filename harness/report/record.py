@@ -44,6 +44,7 @@ class RunRecord:
     check_seconds: dict[str, float] = field(default_factory=dict)  # how long each check took
     rerun: str | None = None  # the CLI's own re-run command (e.g. with --target); else derived
     observations: Any = None  # what the target exposed (JSON form of harness.checks.Observations)
+    strict: bool = False  # --strict: an unknown verdict or a skipped timeline step fails the run
 
     @property
     def verdict(self) -> Verdict:
@@ -53,7 +54,25 @@ class RunRecord:
     def effective_exit_code(self) -> int:
         if self.exit_code is not None:
             return self.exit_code
-        return 1 if self.verdict == "fail" else 0
+        return 1 if self.verdict == "fail" or self.strict_problems() else 0
+
+    def skipped_steps(self) -> list[str]:
+        """Timeline steps that did not happen as written (skipped, or failed to apply)."""
+        return [
+            f"step {e.data.get('step')} (line {e.data.get('line')}) {e.kind.removeprefix('step_')}: "
+            f"{e.data.get('reason')}"
+            for e in self.history.events
+            if e.kind in ("step_skipped", "step_failed")
+        ]
+
+    def strict_problems(self) -> list[str]:
+        """Under --strict, what keeps the run from passing: every unknown check and every skipped
+        step (a CI gate must not go green on a run that could not test what it says)."""
+        if not self.strict:
+            return []
+        return [f"unknown {c.name}: {c.summary}" for c in self.checks if c.status == "unknown"] + [
+            *self.skipped_steps()
+        ]
 
     @property
     def duration_s(self) -> float:

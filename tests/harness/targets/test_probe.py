@@ -3,7 +3,6 @@ extension, revive) and, where it exists, `--compat plain-v1` (none, delete-wins)
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,14 +10,9 @@ import pytest
 from harness.cli import main
 from harness.targets.probe import ProbeError, probe_target
 from harness.targets.profile import load_profile
-from tests.harness.client.coordinator_process import COORDINATOR, coordinator
+from tests.harness.client.coordinator_process import coordinator
 
 ADMIN = "probe-admin"
-
-
-def _has_compat() -> bool:
-    out = subprocess.run([str(COORDINATOR), "serve", "--help"], capture_output=True, text=True, check=False)
-    return "--compat" in out.stdout
 
 
 async def test_probe_detects_the_default_coordinator(tmp_path: Path) -> None:
@@ -65,9 +59,6 @@ def test_probe_writes_a_profile_that_loads(tmp_path: Path, monkeypatch: pytest.M
     assert profile.idle_store_timeout_ms is None and profile.heartbeat_interval_ms is not None
 
 
-@pytest.mark.skipif(
-    not _has_compat(), reason="`coordinator serve --help` has no --compat yet (added in parallel)"
-)
 async def test_probe_detects_a_plain_v1_server(tmp_path: Path) -> None:
     with coordinator(tmp_path, "--compat", "plain-v1", "--admin-token", ADMIN) as server:
         report = await probe_target(server.http_url, admin_token=ADMIN, wait_s=2.0)

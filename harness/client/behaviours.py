@@ -30,6 +30,11 @@ from harness.client.sync_client import (
 _RECOVERABLE = (ConnectionLost, RequestTimeout, ServerError)
 
 
+class NothingToDo(Exception):
+    """The behaviour cannot do what it is for against this target (e.g. an intruder whose token
+    is valid everywhere): it ends at once, saying why, instead of pretending to have tried."""
+
+
 @dataclass(kw_only=True)
 class Behaviour(ABC):
     """Base: `duration_s` bounds the whole run of the behaviour; subclasses bound their loops
@@ -60,6 +65,8 @@ class Behaviour(ABC):
                 await self.body()
         except TimeoutError:
             reason = "time bound"
+        except NothingToDo as exc:
+            reason = f"nothing to do: {exc}"
         except _RECOVERABLE as exc:
             reason = f"gave up: {exc}"
         try:
@@ -418,8 +425,11 @@ class Intruder(Behaviour):
     final_catch_up: bool = False
 
     async def body(self) -> None:
-        if self.client.config.token_databases is None:
-            raise ValueError("an intruder needs config.token_databases, to know what it may not use")
+        granted = self.client.config.token_databases
+        if granted is None:
+            raise NothingToDo("its token's grants are unknown or unrestricted: no database is foreign to it")
+        if self.foreign_database in granted:
+            raise NothingToDo(f"its token is granted {self.foreign_database}: using it is no intrusion")
         for _ in range(self.attempts):
             try:
                 await self.client.open()

@@ -243,6 +243,8 @@ async def _run_phases(run: _Run) -> None:
         ):
             if isinstance(outcome, BaseException) and not isinstance(outcome, asyncio.CancelledError):
                 notes.append(f"client {behaviour.client.client_id} ({behaviour.name}) crashed: {outcome!r}")
+            elif isinstance(outcome, str) and outcome.startswith("nothing to do"):
+                notes.append(f"client {behaviour.client.client_id} ({behaviour.name}): {outcome}")
     finally:
         remaining = started_at + scenario.duration_s - loop.time()
         if remaining > 0 and not nemesis.done():  # faults keep their schedule to the end

@@ -279,7 +279,7 @@ def _rerun(path: str, seed: int, record: RunRecord, args: argparse.Namespace) ->
     --namespace so the replay gets ids of its own)."""
     words = ["harness", "run", path, "--seed", str(seed)]
     nonce = ((record.scenario_data or {}).get("namespace") or {}).get("nonce")
-    if nonce:
+    if nonce and not args.target:  # a bundled server is fresh each run; a shared one needs new ids
         words += ["--namespace", str(nonce)]
     if args.target:
         words += ["--target", args.target]

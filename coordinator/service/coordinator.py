@@ -353,14 +353,11 @@ class CoordinatorService:
                 ProtocolError(E.MESSAGE_TOO_LARGE, f"message over {self.config.max_message_bytes} bytes"),
             )
             return
-        limited = not session.limiter.allow(self.clock.monotonic())
+        limited = self.features.rate_limit and not session.limiter.allow(self.clock.monotonic())
         if limited:
             self.metrics.rate_limited.inc()
-            if specific:
-                self._fail(
-                    session, ProtocolError(E.RATE_LIMITED, "too many messages; slow down", fatal=False)
-                )
-                return
+            self._fail(session, ProtocolError(E.RATE_LIMITED, "too many messages; slow down", fatal=False))
+            return
         try:
             message = orjson.loads(text)
         except orjson.JSONDecodeError:
@@ -386,9 +383,6 @@ class CoordinatorService:
         handler, failure_code = entry
         if kind != "handshake" and not session.authenticated:
             self._fail(session, ProtocolError(E.NOT_AUTHENTICATED, "handshake first", fatal=False))
-            return
-        if limited:  # plain v1 has no RATE_LIMITED: the request fails with its own base code
-            self._fail(session, ProtocolError(failure_code, "too many messages; slow down", fatal=False))
             return
         self.request_started()
         try:

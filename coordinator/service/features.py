@@ -23,6 +23,7 @@ class Features:
     authorization: bool = True  # per-database grants of a token (off: a known token may do anything)
     specific_errors: bool = True  # INVALID_PAYLOAD, RATE_LIMITED, MESSAGE_TOO_LARGE, STORE_UNAVAILABLE,
     # NOT_AUTHORIZED codes, and `code` on an HTTP snapshot's error line (off: the base v1 codes)
+    rate_limit: bool = True  # the per-session message rate limit (a plain v1 server has none)
     tombstone_policy: str = "revive"
 
     @classmethod
@@ -36,6 +37,7 @@ class Features:
                 ops_routes=False,
                 authorization=False,
                 specific_errors=False,
+                rate_limit=False,
                 tombstone_policy=config.tombstone_policy,
             )
         return cls(tombstone_policy=config.tombstone_policy)

@@ -90,7 +90,7 @@ def error_answer(completed: Op) -> dict[str, Any] | None:
         data = body["data"] if isinstance(body.get("data"), dict) else body
         rejected = data.get("rejected")
         if rejected:
-            first = rejected[0] if isinstance(rejected[0], dict) else {}
+            first = rejected[0] if isinstance(rejected, list) and isinstance(rejected[0], dict) else {}
             return {"code": first.get("code") or "REJECTED", "status": value.get("status"), "rejected": True}
         return None
     if completed.type != "fail" or completed.error in HARNESS_ENDED:
@@ -145,6 +145,8 @@ class _Sent:
         self.cells: dict[tuple[Any, ...], list[_Entry]] = {}
         self.tombstones: dict[tuple[Any, ...], list[_Entry]] = {}
         for write in writes:
+            if not _may_have_applied(write):
+                continue  # a refused change cannot be why another was refused
             for position, change in enumerate(_changes(write)):
                 key = _key(change)
                 if key is None:
@@ -178,6 +180,19 @@ class _Sent:
         return beaten(self.tombstones.get(row, []), any_hlc=policy != "revive")
 
 
+def _may_have_applied(write: Apply) -> bool:
+    """The server may hold this request's changes: it said it applied some, or its answer never
+    came. A request refused whole (applied 0) or answered with an error explains nothing: else a
+    server that refused every write would see half of each race "explained" by the other half."""
+    completed = write.completed
+    if completed is None or completed.type == "info":
+        return True
+    if completed.type != "ok" or error_answer(completed) is not None:
+        return False
+    applied = (write.result or {}).get("applied")
+    return isinstance(applied, int) and not isinstance(applied, bool) and applied > 0
+
+
 def _outcome(write: Apply, sent: _Sent, policy: str | None) -> str:
     """applied, explained, or what counts against: error:<code>, rejected:<code>, refused,
     no-answer:<reason>."""
@@ -201,7 +216,10 @@ def _outcome(write: Apply, sent: _Sent, policy: str | None) -> str:
         for position, change in enumerate(_changes(write))
         if sent.explains(write, position, change, completed.time, policy)
     )
-    return "explained" if applied + explained >= count else "refused"
+    # Which changes were applied is not said: when none was, every change needs its reason;
+    # else at least as many reasons as refusals (a change that was applied may have one too).
+    needed = count if applied == 0 else count - applied
+    return "explained" if explained >= needed else "refused"
 
 
 @register(

@@ -203,7 +203,8 @@ def lww_final_state(history: History, obs: Observations, params: dict[str, Any])
     models = build_models(history)
     if not any(m.acknowledged for m in models.values()):
         return unknown(name, "no change was proven applied", params)
-    servers = final_states(history)
+    # Only a snapshot shows the cells as the server holds them (see final_states).
+    servers = {db: r for db, r in final_states(history).items() if r.event.data.get("source") == "snapshot"}
     sites = run_sites(history)
     violations: list[dict[str, Any]] = []
     judged = left_out = dbs = foreign = 0
@@ -231,7 +232,7 @@ def lww_final_state(history: History, obs: Observations, params: dict[str, Any])
             violations[:EVIDENCE_LIMIT],
         )
     if dbs == 0:
-        return unknown(name, "no final server read of a database with acknowledged writes", params)
+        return unknown(name, "no snapshot of the final state of a database with acknowledged writes", params)
     if judged == 0:
         return unknown(name, f"no acknowledged cell could be judged{note}", params)
     return passed(name, f"{judged} cells hold the last writer's value in {dbs} databases{note}", params)

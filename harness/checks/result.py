@@ -21,6 +21,9 @@ class CheckResult:
     evidence: list[dict[str, Any]] = field(default_factory=list)  # history indices, times, values
     bounds: dict[str, Any] = field(default_factory=dict)  # the bounds it judged against
     detected_at: float | None = None  # run time (s) of the first violating event, on fail
+    # unknown because the target lacks an [ext] capability the check needs: a fact about the
+    # target, not missing evidence (--strict does not fail a run for it)
+    unsupported: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -29,4 +29,6 @@ def unknown(
 
 
 def unsupported(name: str, params: dict[str, Any], capabilities: list[str]) -> CheckResult:
-    return unknown(name, f"not supported by target ({', '.join(capabilities)})", params)
+    result = unknown(name, f"not supported by target ({', '.join(capabilities)})", params)
+    result.unsupported = True
+    return result

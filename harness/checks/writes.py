@@ -134,6 +134,7 @@ def no_lost_write(history: History, obs: Observations, params: dict[str, Any]) -
     flush_bound_s=Param(
         10.0, "S3 may lag an acknowledgement (or the end of the outage that held it) by this much"
     ),
+    tombstone_policy=POLICY_PARAM,
 )
 def durability(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
     name = "durability"
@@ -147,7 +148,7 @@ def durability(history: History, obs: Observations, params: dict[str, Any]) -> C
     s3, unreadable = replicas_from_objects(obs.s3_objects)
     violations: list[dict[str, Any]] = []
     for write in writes:
-        violations += _missing(write, s3.get(str(write.database_id), Replica()))
+        violations += _missing(write, s3.get(str(write.database_id), Replica()), check_policy(params))
     evidence_extra = [{"unreadable_objects": unreadable[:20]}] if unreadable else []
     if violations:
         return failed(

@@ -66,13 +66,18 @@ class RunRecord:
         ]
 
     def strict_problems(self) -> list[str]:
-        """Under --strict, what keeps the run from passing: every unknown check and every skipped
-        step (a CI gate must not go green on a run that could not test what it says)."""
+        """Under --strict, what keeps the run from passing: every check that said unknown for
+        want of evidence and every skipped step (a CI gate must not go green on a run that could
+        not test what it says). A check the target cannot support (it lacks the [ext]
+        capability, PROTOCOL.md: neither pass nor fail) is a fact about the target, not a gap
+        in the run, and does not count."""
         if not self.strict:
             return []
-        return [f"unknown {c.name}: {c.summary}" for c in self.checks if c.status == "unknown"] + [
-            *self.skipped_steps()
-        ]
+        return [
+            f"unknown {c.name}: {c.summary}"
+            for c in self.checks
+            if c.status == "unknown" and not c.unsupported
+        ] + [*self.skipped_steps()]
 
     @property
     def duration_s(self) -> float:

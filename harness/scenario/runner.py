@@ -40,7 +40,7 @@ Progress = Callable[[str], None]
 END_GRACE_S = 15.0  # beyond the duration, for behaviours' final catch-up
 CATCH_UP_S = 30.0
 MAX_SETTLE_S = 60.0  # longest wait for an idle timeout before the final resource sample
-POLICY_CHECKS = ("convergence", "no-lost-write", "lww-final-state", "writes-accepted")
+POLICY_CHECKS = ("convergence", "no-lost-write", "durability", "lww-final-state", "writes-accepted")
 DATABASE_PARAMS = ("foreign_database",)  # behaviour parameters that name a database
 
 
@@ -312,9 +312,11 @@ async def _make_clients(run: _Run) -> list[tuple[Behaviour, float]]:
             )
             behaviour_cls = BEHAVIOURS[group.behaviour]
             params = _coerce_params(behaviour_cls, group)
-            for key in DATABASE_PARAMS:
-                if isinstance(params.get(key), str):
-                    params[key] = ns.database(params[key])
+            for key in DATABASE_PARAMS:  # the behaviour's default too: every database id is the run's
+                default = getattr(behaviour_cls, key, None)
+                value = params.get(key, default if isinstance(default, str) else None)
+                if isinstance(value, str):
+                    params[key] = ns.database(value)
             duration = min(
                 float(params.pop("duration_s", scenario.duration_s)),
                 max(0.1, scenario.duration_s - group.start_at_s),
@@ -326,7 +328,27 @@ async def _make_clients(run: _Run) -> list[tuple[Behaviour, float]]:
 
 
 def _token(run: _Run, group_token: str | None) -> str | None:
-    return group_token or run.options.token or run.scenario.target.token or run.profile.client_token()
+    """The token a client presents: the group's, --token, the scenario's, the profile's. Tokens
+    written in a scenario (a tenant test's) are names the bundled coordinator was started with;
+    an external target knows one only when its profile names it (or takes any token), so there
+    it is passed over for the next, and the run's notes say so."""
+    external = not run.scenario.target.bundled or run.options.target_url is not None
+    candidates = (
+        (group_token, True),
+        (run.options.token, False),
+        (run.scenario.target.token, True),
+        (run.profile.client_token(), False),
+    )
+    for token, from_scenario in candidates:
+        if token is None:
+            continue
+        if from_scenario and external and not run.profile.open_access and token not in run.profile.tokens:
+            note = f"token {token!r} of the scenario is not in the target's profile: not used"
+            if note not in run.notes:
+                run.notes.append(note)
+            continue
+        return token
+    return None
 
 
 def granted_databases(
@@ -341,7 +363,11 @@ def granted_databases(
         return None
     names = {g.database for g in scenario.clients}
     for group in scenario.clients:
-        names.update(str(v) for k, v in group.params.items() if k in DATABASE_PARAMS)
+        for key in DATABASE_PARAMS:
+            default = getattr(BEHAVIOURS.get(group.behaviour), key, None)
+            value = group.params.get(key, default)
+            if isinstance(value, str):
+                names.add(value)
     return tuple(namespace.database(n) for n in sorted(names) if profile.granted(token, n))
 
 

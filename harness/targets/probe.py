@@ -270,9 +270,11 @@ async def _heartbeats(c: SyncClient, history: History, deadline: float, report: 
         )
     times = beats()
     waited = "the probe's wait"
-    if not times:
-        report.capabilities[cap.HEARTBEAT] = Finding(False, f"no heartbeat within {waited}")
-        report.heartbeat_interval_ms = Finding(None, "the target sent no heartbeat")
+    if not times:  # absence within a bounded wait is no proof: the interval may be longer
+        report.capabilities[cap.HEARTBEAT] = Finding(
+            None, f"no heartbeat within {waited}: none, or an interval longer than it (raise --wait-s)"
+        )
+        report.heartbeat_interval_ms = Finding(None, "the target sent no heartbeat within the wait")
         return
     report.capabilities[cap.HEARTBEAT] = Finding(True, f"{len(times)} heartbeats received")
     if len(times) < 2:

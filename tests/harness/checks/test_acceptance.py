@@ -175,3 +175,39 @@ def test_a_change_superseded_within_its_own_change_set_is_explained() -> None:
     once_each = ChangeSetBuilder(clock).set("t", [2], "c", 1).set("t", [3], "c", 2).build().to_wire()
     s.at(2.0).apply("a", [once_each], applied=1)
     assert run(s, "writes-accepted").status == "fail"
+
+
+def test_refused_changes_do_not_explain_each_other() -> None:
+    """A server that refuses every write of a race: the loser's refusal is not explained by the
+    winner's change, which the server refused too (else half of every race passes)."""
+    s = Script()
+    s.connect("a").connect("b")
+    for i in range(10):
+        s.at(1.0 + i * 0.1)
+        low, high = s.change_set("a", pk=i), s.change_set("b", pk=i)  # same cell, b's HLC larger
+        s.apply("b", [high], applied=0)
+        s.apply("a", [low], applied=0)
+    result = run(s, "writes-accepted")
+    assert result.status == "fail" and result.evidence[-1]["outcomes"] == {"refused": 20}
+
+
+def test_an_applied_change_explains_a_later_refusal() -> None:
+    s = Script()
+    s.connect("a").connect("b")
+    for i in range(10):
+        s.at(1.0 + i * 0.1)
+        low, high = s.change_set("a", pk=i), s.change_set("b", pk=i)
+        s.apply("b", [high])
+        s.apply("a", [low], applied=0)
+    result = run(s, "writes-accepted")
+    assert result.status == "pass" and result.evidence[-1]["outcomes"] == {"applied": 10, "explained": 10}
+
+
+def test_an_unusual_rejected_field_is_counted_against_not_a_crash() -> None:
+    s = Script()
+    s.connect("a")
+    op = s.history.invoke("a", OpName.APPLY, {"requestId": "r", "changeSets": [s.change_set("a")]})
+    s.at(1.0)
+    s.history.complete(op, "ok", {"type": "apply_result", "applied": 0, "rejected": {"reason": "x"}})
+    result = run(s, "writes-accepted")
+    assert result.status == "fail" and "rejected:REJECTED" in result.evidence[-1]["outcomes"]

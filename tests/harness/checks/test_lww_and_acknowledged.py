@@ -160,7 +160,7 @@ def _race(first_applied: int, second_applied: int, final_from: str) -> Script:
     assert hlc_key(wb["hlc"]) > hlc_key(wa["hlc"])
     s.apply("a", [wa], applied=first_applied)
     s.http_apply("b", [wb], applied=second_applied)
-    s.at(3.0).replica("checker-db1", [wa if final_from == "a" else wb], source="server")
+    s.at(3.0).replica("state-db1", [wa if final_from == "a" else wb], source="snapshot")
     return s
 
 
@@ -186,14 +186,14 @@ def test_a_refused_or_unknown_write_may_be_what_the_server_holds() -> None:
 
 def test_a_value_from_nowhere_or_the_wrong_value_for_its_hlc_fails() -> None:
     s = _race(1, 1, final_from="b")
-    s.replica("checker-db1", [s.raced_change_set("z", WALL + 9, value="nobody wrote this")], source="server")
+    s.replica("state-db1", [s.raced_change_set("z", WALL + 9, value="nobody wrote this")], source="snapshot")
     result = run(s, "lww-final-state")
     problems = {v["problem"] for v in result.evidence}
     assert result.status == "fail" and "value from nowhere" in problems
     assert run(s, "lww-final-state", other_writers=True).status == "pass"  # newer than b's
     s2 = _race(1, 1, final_from="b")
     forged = s2.raced_change_set("b", WALL, 7, value="changed")
-    s2.replica("checker-db1", [forged], source="server")
+    s2.replica("state-db1", [forged], source="snapshot")
     result = run(s2, "lww-final-state")
     assert result.status == "fail" and result.evidence[0]["problem"] == "wrong value for its HLC"
 
@@ -206,11 +206,11 @@ def test_lww_judges_deleted_rows_by_policy() -> None:
     delete = s.delete_set("b")
     s.apply("a", [cs])
     s.apply("b", [delete])
-    s.at(2.0).replica("checker-db1", [delete], source="server")
+    s.at(2.0).replica("state-db1", [delete], source="snapshot")
     assert run(s, "lww-final-state", tombstone_policy="revive").status == "pass"  # covered
     unset = run(s, "lww-final-state")
     assert unset.status == "pass" and "not judged" in unset.summary  # the tombstone is judged
-    s.replica("checker-db1", [], source="server")  # the acknowledged delete vanished
+    s.replica("state-db1", [], source="snapshot")  # the acknowledged delete vanished
     assert run(s, "lww-final-state", tombstone_policy="revive").status == "fail"
 
 
@@ -224,7 +224,7 @@ def test_lww_is_unknown_without_acknowledged_writes_or_a_final_read() -> None:
     s3 = Script()
     s3.connect("a")
     s3.apply("a", [s3.change_set("a")], applied=0)
-    s3.replica("checker-db1", [], source="server")
+    s3.replica("state-db1", [], source="snapshot")
     assert run(s3, "lww-final-state").status == "unknown"  # nothing proven applied
     assert _cell(s.raced_change_set("a", WALL)) == ("main", "t", "[1]", "c")
 
@@ -232,8 +232,23 @@ def test_lww_is_unknown_without_acknowledged_writes_or_a_final_read() -> None:
 def test_a_value_of_a_site_outside_the_run_is_an_unrecorded_write_not_a_fail() -> None:
     s = _race(1, 1, final_from="b")
     stranger = ChangeSetBuilder(HlcClock(b"\xee" * 16, lambda: WALL + 50)).set("t", [1], "c", "x").build()
-    s.replica("checker-db1", [stranger.to_wire()], source="server")
+    s.replica("state-db1", [stranger.to_wire()], source="snapshot")
     result = run(s, "lww-final-state")
     assert (
         result.status == "pass" and "1 final values from writers the history did not record" in result.summary
     )
+
+
+def test_a_final_read_of_the_change_log_alone_cannot_show_a_race() -> None:
+    """get_changes replays every applied change, so a log merged by HLC looks right even when
+    the cells ended with the older value: without a snapshot the check says unknown."""
+    s = Script()
+    s.connect("a").connect("b")
+    s.at(1.0)
+    wa = s.raced_change_set("a", WALL, 7, value="from a")
+    wb = s.raced_change_set("b", WALL, 7, value="from b")
+    s.apply("a", [wa])
+    s.apply("b", [wb])
+    s.at(3.0).replica("checker-db1", [wa, wb], source="server")
+    result = run(s, "lww-final-state")
+    assert result.status == "unknown" and "snapshot" in result.summary

@@ -172,6 +172,9 @@ async def test_conflicters_race_on_one_tick_and_the_larger_site_id_wins(tmp_path
         checker = _client(server, history, "checker-shared", 99)
         await read_server_state(checker, "get_changes")
         await checker.aclose()
+        state = _client(server, history, "state-shared", 98)  # the cells: what lww-final-state judges
+        await read_server_state(state, "snapshot")
+        await state.aclose()
     ticks = {
         cs["hlc"][:14]
         for o in history.ops
@@ -179,7 +182,7 @@ async def test_conflicters_race_on_one_tick_and_the_larger_site_id_wins(tmp_path
         for cs in o.value["changeSets"]
     }
     assert len(ticks) == 5  # every site wrote on the same five ticks
-    server_state = next(r for r in recorded_replicas(history) if r.is_server).replica
+    server_state = next(r for r in recorded_replicas(history) if r.event.data["source"] == "snapshot").replica
     winner = encode_site_id(max(sites))[:6]
     assert server_state.cells and all(str(v).startswith(winner) for _, v in server_state.cells.values())
     for name in ("lww-final-state", "convergence", "no-lost-write"):

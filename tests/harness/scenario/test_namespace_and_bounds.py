@@ -181,3 +181,30 @@ def test_cli_refuses_a_malformed_nonce_and_a_bad_profile(
         == 2
     )
     assert f"{bad}:1:" in capsys.readouterr().err
+
+
+def _token_run(profile: TargetProfile, target_url: str | None, scenario_token: str | None = None) -> object:
+    import types
+
+    target = types.SimpleNamespace(bundled=target_url is None, token=scenario_token)
+    return types.SimpleNamespace(
+        scenario=types.SimpleNamespace(target=target),
+        options=RunOptions(target_url=target_url),
+        profile=profile,
+        notes=[],
+    )
+
+
+def test_a_scenarios_token_unknown_to_an_external_target_is_not_presented() -> None:
+    from harness.scenario.runner import _token
+
+    staging = TargetProfile(tokens={"real": ("*",)}, token="real")
+    run = _token_run(staging, "http://127.0.0.1:1/sync", scenario_token="writer-token")
+    assert _token(run, "intruder-token") == "real"  # type: ignore[arg-type]
+    assert any("'intruder-token'" in n for n in run.notes) and any("'writer-token'" in n for n in run.notes)  # type: ignore[attr-defined]
+    assert _token(run, "real") == "real"  # type: ignore[arg-type]
+    bundled = _token_run(TargetProfile(), None, scenario_token="writer-token")
+    assert _token(bundled, "intruder-token") == "intruder-token"  # type: ignore[arg-type]
+    assert _token(bundled, None) == "writer-token"  # type: ignore[arg-type]
+    anyone = _token_run(TargetProfile(open_access=True), "http://127.0.0.1:1/sync")
+    assert _token(anyone, "intruder-token") == "intruder-token"  # type: ignore[arg-type]

@@ -35,3 +35,11 @@ def test_strict_fails_on_a_skipped_step() -> None:
 
 def test_strict_passes_a_run_that_tested_everything() -> None:
     assert _record(["pass", "pass"]).effective_exit_code == 0
+
+
+def test_strict_does_not_fail_a_check_the_target_cannot_support() -> None:
+    from harness.checks.verdict import unsupported
+
+    record = _record(["pass"])
+    record.checks.append(unsupported("ordered-seq", {}, ["seq"]))
+    assert record.effective_exit_code == 0 and record.strict_problems() == []

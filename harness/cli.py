@@ -144,6 +144,14 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         help="reuse a recorded run nonce (database and site ids), to replay on a fresh server; "
         "default: a new one per run",
     )
+    p.add_argument(
+        "--database-prefix",
+        type=_database_prefix,
+        default="",
+        metavar="PREFIX",
+        help="put PREFIX before every database id of the run (what a staging token's grants match, "
+        "e.g. harness-)",
+    )
     p.add_argument("--token", help="token the clients present (external targets)")
     p.add_argument("--admin-token", help="admin token for /debug/resources (external targets)")
     p.add_argument("--report-dir", type=Path, default=DEFAULT_REPORT_DIR, help="where reports are written")
@@ -170,6 +178,14 @@ def _nonce(value: str) -> str:
     if not NONCE_RE.match(value):
         raise argparse.ArgumentTypeError("a nonce is 1 to 16 letters or digits")
     return value
+
+
+def _database_prefix(text: str) -> str:
+    from harness.targets.namespace import DATABASE_PREFIX_RE
+
+    if not DATABASE_PREFIX_RE.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r}: at most 32 of [A-Za-z0-9_:.-]")
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -244,6 +260,7 @@ async def _run_files(files: list[Path], args: argparse.Namespace, console: Conso
             bugs=list(args.bug),
             target_profile=args.target_profile,
             namespace=args.namespace,
+            database_prefix=args.database_prefix,
         )
         if args.keep_logs:
             options.run_dir = args.report_dir / "logs" / scenario.name
@@ -285,6 +302,8 @@ def _rerun(path: str, seed: int, record: RunRecord, args: argparse.Namespace) ->
         words += ["--target", args.target]
     if args.target_profile:
         words += ["--target-profile", str(args.target_profile)]
+    if args.database_prefix:
+        words += ["--database-prefix", args.database_prefix]
     for bug in args.bug:
         words += ["--bug", bug]
     if args.strict:

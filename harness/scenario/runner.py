@@ -52,6 +52,7 @@ class RunOptions:
     bugs: list[str] = field(default_factory=list)  # re-introduce catalogued bugs in the bundled coordinator
     target_profile: Path | None = None  # overrides the scenario's `target.profile` (external targets)
     namespace: str | None = None  # the run nonce to reuse (replay); default a new one
+    database_prefix: str = ""  # before every database id (what a staging token's grants match)
     run_dir: Path | None = None  # keep the environment's logs here
     progress: Progress = lambda line: None
 
@@ -68,7 +69,9 @@ async def run_scenario(scenario: Scenario, options: RunOptions | None = None) ->
     notes: list[str] = []
     check_seconds: dict[str, float] = {}
     versions: dict[str, str | None] = {}
-    namespace = Namespace(scenario.name, scenario.seed, options.namespace or new_nonce())
+    namespace = Namespace(
+        scenario.name, scenario.seed, options.namespace or new_nonce(), options.database_prefix
+    )
     profile = target_profile(scenario, options, notes)
     say(f"{scenario.name}: seed {scenario.seed}, namespace {namespace.prefix}")
     env_config = _environment_config(scenario, options, namespace, profile)

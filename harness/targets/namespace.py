@@ -21,6 +21,7 @@ DATABASE_ID = re.compile(r"^[A-Za-z0-9_:.-]{1,128}$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 MAX_PREFIX = 64  # leaves at least 63 characters of the scenario's own name
 NONCE_RE = re.compile(r"^[A-Za-z0-9]{1,16}$")
+DATABASE_PREFIX_RE = re.compile(r"^[A-Za-z0-9_:.-]{0,32}$")
 
 
 def new_nonce() -> str:
@@ -32,17 +33,23 @@ class Namespace:
     scenario: str
     seed: int
     nonce: str
+    # put before every id: the part of the name a staging server's token grants match
+    # (a token granted `harness-*` needs `--database-prefix harness-`)
+    database_prefix: str = ""
 
     def __post_init__(self) -> None:
         if not NONCE_RE.match(self.nonce):
             raise ValueError(f"namespace nonce {self.nonce!r}: 1 to 16 letters or digits")
+        if not DATABASE_PREFIX_RE.match(self.database_prefix):
+            raise ValueError(f"database prefix {self.database_prefix!r}: at most 32 of [A-Za-z0-9_:.-]")
 
     @property
     def prefix(self) -> str:
-        """`<scenario>-<seed>-<nonce>`, sanitised; the scenario part is cut first when long."""
+        """`[<database prefix>]<scenario>-<seed>-<nonce>`, sanitised; the scenario part is cut
+        first when long."""
         tail = f"-{self.seed}-{self.nonce}"
         head = _UNSAFE.sub("_", self.scenario).strip("_") or "run"
-        return head[: max(1, MAX_PREFIX - len(tail))] + tail
+        return self.database_prefix + head[: max(1, MAX_PREFIX - len(tail))] + tail
 
     def database(self, name: str) -> str:
         """The run's id for the scenario's database `name`."""
@@ -75,4 +82,10 @@ class Namespace:
         return self.site_rng(seeds, client_id).randbytes(16)
 
     def to_json(self) -> dict[str, object]:
-        return {"scenario": self.scenario, "seed": self.seed, "nonce": self.nonce, "prefix": self.prefix}
+        return {
+            "scenario": self.scenario,
+            "seed": self.seed,
+            "nonce": self.nonce,
+            "database_prefix": self.database_prefix,
+            "prefix": self.prefix,
+        }

@@ -208,3 +208,11 @@ def test_a_scenarios_token_unknown_to_an_external_target_is_not_presented() -> N
     assert _token(bundled, None) == "writer-token"  # type: ignore[arg-type]
     anyone = _token_run(TargetProfile(open_access=True), "http://127.0.0.1:1/sync")
     assert _token(anyone, "intruder-token") == "intruder-token"  # type: ignore[arg-type]
+
+
+def test_a_database_prefix_goes_before_every_id_of_the_run() -> None:
+    ns = Namespace("smoke", 7, "abc", database_prefix="harness-")
+    assert ns.database("db") == "harness-smoke-7-abc.db" and ns.local("harness-smoke-7-abc.db") == "db"
+    assert ns.token_spec("t:db") == "t:harness-smoke-7-abc.db"
+    with pytest.raises(ValueError, match="database prefix"):
+        Namespace("smoke", 7, "abc", database_prefix="bad prefix")

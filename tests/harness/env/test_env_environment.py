@@ -144,7 +144,7 @@ async def test_external_target_has_no_process_control_and_says_so(tmp_path: Path
         async with Environment(config) as env:
             assert env.coordinator is None and env.s3_layer is None
             unsupported = env.unsupported_faults()
-            assert set(unsupported) == {"kill", "pause", "terminate", "restart", *env_s3_kinds()}
+            assert set(unsupported) == {"kill", "pause", "terminate", "restart", "disk_loss", *env_s3_kinds()}
             assert "no control over its process" in unsupported["kill"]
             assert env.direct_url == staging.http_url
             assert (await get(f"{env.client_urls().http}/status")).status_code == 200

@@ -506,7 +506,6 @@ class CoordinatorService:
         store = await self.stores.acquire(database_id)
         try:
             await self.failpoints.hit("storage.read")
-            self.metrics.storage_reads.inc()
             return store.changes_since(since, exclude_site, self.config.batch_size)
         finally:
             self.stores.release(database_id)
@@ -588,7 +587,6 @@ class CoordinatorService:
     ) -> list[dict[str, Any]]:
         """BUG thundering-herd (BUGS.md): every write re-reads the whole database from storage
         and picks what to push out of it, so each event costs a full load."""
-        self.metrics.storage_reads.inc()
         everything = store.changes_since(None, None, 1 << 62)
         applied = {cs["transactionId"]: {c["hlc"] for c in cs["changes"]} for cs in outcome.applied_sets}
         pushed = []
@@ -882,7 +880,6 @@ class _SnapshotStream:
 
     async def __aenter__(self) -> AsyncIterator[dict[str, Any]]:
         self._store = await self._service.stores.acquire(self._database_id)
-        self._service.metrics.storage_reads.inc()
         self._iter = self._service.snapshot_chunks(
             self._store, self._service.server_site_id, self._service.failpoints, self._checkpoint
         )

@@ -68,7 +68,7 @@ class StoreManager:
         self.on_close: Callable[[str], None] | None = None  # told when a store closes (per-db state)
         bugs = bugs or Bugs()
         if bugs.on("eviction-race"):
-            self._make_room = self._make_room_with_eviction_race  # type: ignore[method-assign]
+            self._still_idle = self._still_idle_with_eviction_race  # type: ignore[method-assign]
         if bugs.on("cleanup-races-shutdown"):
             self.shutdown = self._shutdown_with_cleanup_races_shutdown  # type: ignore[method-assign]
 
@@ -137,7 +137,7 @@ class StoreManager:
         await self._failpoints.hit("store.open")
         path = self._dir / store_filename(database_id)
         existed = path.exists()
-        store = DatabaseStore(path, database_id, self._tombstone_policy)
+        store = DatabaseStore(path, database_id, self._tombstone_policy, self._metrics.storage_reads.inc)
         try:
             store.open()
             if not existed and self._restorer is not None:
@@ -152,39 +152,34 @@ class StoreManager:
         return store
 
     # closing ------------------------------------------------------------------------------
-    def _evict_for_room(self) -> None:
-        """Close least-recently-used idle stores until there is room for one more."""
+    async def _make_room(self) -> None:
+        """Evict for the store being opened. The victim is flushed first (a storage write: a
+        WAL checkpoint in a worker thread, on a connection of its own), so a request may take
+        it meanwhile; it is closed only if it is still idle once the flush is done, checked and
+        closed in one step with no await between, else another victim is chosen."""
         while len(self._entries) >= self._max_open:
             victim = next((db for db, e in self._entries.items() if e.refs == 0), None)
             if victim is None:
                 self._log.warning("store_limit_exceeded", open=len(self._entries), limit=self._max_open)
                 return
-            entry = self._entries.pop(victim)  # check and close in one step: no await between
-            self._close_entry(victim, entry)
-            self._metrics.store_evictions.inc()
-
-    async def _make_room(self) -> None:
-        """Evict for the store being opened: synchronous inside, so no reference can be taken
-        between an eviction's check and its close."""
-        self._evict_for_room()
-
-    async def _make_room_with_eviction_race(self) -> None:
-        """BUG eviction-race (BUGS.md): the victim is chosen by its reference count, then flushed
-        (a storage write: a WAL checkpoint in a worker thread, on a connection of its own) and
-        only then closed, without looking at the count again: a request that took the store
-        meanwhile has it closed under its feet."""
-        while len(self._entries) >= self._max_open:
-            victim = next((db for db, e in self._entries.items() if e.refs == 0), None)
-            if victim is None:
-                return
             entry = self._entries[victim]
-            with contextlib.suppress(Exception):  # a failed flush does not stop the close
+            with contextlib.suppress(Exception):  # a failed flush does not stop the eviction
                 await self._failpoints.hit("storage.write")  # a flush is a storage write: as slow
                 await asyncio.to_thread(_checkpoint_file, entry.store.path)
-            if self._entries.get(victim) is entry:
-                del self._entries[victim]
+            if self._entries.get(victim) is not entry or not self._still_idle(entry):
+                continue  # taken (or closed) while it was flushed: look again
+            del self._entries[victim]
             self._close_entry(victim, entry)
             self._metrics.store_evictions.inc()
+
+    def _still_idle(self, entry: _Entry) -> bool:
+        return entry.refs == 0
+
+    def _still_idle_with_eviction_race(self, entry: _Entry) -> bool:
+        """BUG eviction-race (BUGS.md): the victim was chosen by its reference count before the
+        flush, and that choice is trusted afterwards without looking at the count again: a
+        request that took the store during the flush has it closed under its feet."""
+        return True
 
     def close_idle(self) -> int:
         """The cleanup's pass: checkpoint the stores written since the last pass, then close

@@ -16,7 +16,7 @@ from __future__ import annotations
 import sqlite3
 import urllib.parse
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,11 +83,20 @@ class TableInfo:
 class DatabaseStore:
     """Synchronous and single-connection: every call is short, and runs on the event loop."""
 
-    def __init__(self, path: Path, database_id: str, tombstone_policy: str = "revive") -> None:
+    def __init__(
+        self,
+        path: Path,
+        database_id: str,
+        tombstone_policy: str = "revive",
+        on_read: Callable[[], None] | None = None,
+    ) -> None:
         self.path = path
         self.database_id = database_id
         self.revive = tombstone_policy == "revive"
-        self.reads = 0  # storage reads, for the storage-reads-per-event metric
+        # Reads of the database's state are counted here, where they happen, whoever asks:
+        # the storage-reads metric then shows what the server really does, not what a caller says.
+        self.reads = 0
+        self._on_read = on_read
         self.unflushed = False  # written since the last checkpoint
         self._db: sqlite3.Connection | None = None
 
@@ -211,6 +220,7 @@ class DatabaseStore:
     def read_versions(self, change_sets: list[ChangeSet]) -> Versions:
         """The stored HLCs of every cell and row tombstone the change sets touch, read on a
         connection of its own (so it may run in a worker thread, as an async storage read)."""
+        self._count_read()
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             versions: Versions = {}
@@ -321,7 +331,7 @@ class DatabaseStore:
         transaction seen so far is complete, so a client that asks again from the largest HLC
         it received misses nothing even when transactions interleave.
         """
-        self.reads += 1
+        self._count_read()
         db = self.db
         low = since if since is not None else b""
         site = exclude_site if exclude_site is not None else b""
@@ -370,7 +380,13 @@ class DatabaseStore:
 
     # snapshots --------------------------------------------------------------------------------
     def snapshot_reader(self) -> SnapshotReader:
+        self._count_read()
         return SnapshotReader(self)
+
+    def _count_read(self) -> None:
+        self.reads += 1
+        if self._on_read is not None:
+            self._on_read()
 
 
 def _version(db: sqlite3.Connection, key: CellKey, known: Versions | None) -> bytes | None:

@@ -33,12 +33,30 @@ def series_name(series: str) -> str:
     return series.split("{", 1)[0]
 
 
+def histogram_part(name: str, names: set[str]) -> bool:
+    """A `_bucket` series, or the `_sum`/`_count` of a histogram or summary (it has `_bucket`s or
+    quantiles beside it): parts of one distribution, never counts of events to add up."""
+    if name.endswith("_bucket"):
+        return True
+    for suffix in ("_sum", "_count"):
+        if name.endswith(suffix):
+            base = name[: -len(suffix)]
+            return f"{base}_bucket" in names or base in names
+    return False
+
+
 def metric_sum(data: Any, name_pattern: str) -> float | None:
-    """Sum of every series whose name matches; None when none does."""
+    """Sum of every counter or gauge series whose name matches (histogram and summary parts are
+    left out: adding buckets, sums and counts together means nothing); None when none does."""
     if not isinstance(data, dict):
         return None
     regex = re.compile(name_pattern)
-    values = [v for k, v in data.items() if regex.search(series_name(k))]
+    names = {series_name(k) for k in data}
+    values = [
+        v
+        for k, v in data.items()
+        if regex.search(series_name(k)) and not histogram_part(series_name(k), names)
+    ]
     return sum(values) if values else None
 
 

@@ -66,6 +66,20 @@ def test_reads_explained_by_read_requests_pass_and_reloads_per_event_fail() -> N
     assert result.evidence[0]["read_requests"] == 10
 
 
+def test_a_read_latency_histogram_is_not_counted_as_reads() -> None:
+    """A histogram of read latencies beside the counter: its buckets, sum and count are one
+    distribution, not reads; adding them in would turn 0 unexplained reads into thousands."""
+    s = _reads(0.0, read_requests=40)
+    for i, sample in enumerate(s.obs.metrics):
+        sample.data |= {
+            'storage_read_seconds_bucket{le="0.1"}': 500.0 * i,
+            'storage_read_seconds_bucket{le="+Inf"}': 500.0 * i,
+            "storage_read_seconds_sum": 3.0 * i,
+            "storage_read_seconds_count": 500.0 * i,
+        }
+    assert run(s, "storage-reads-bounded").status == "pass"
+
+
 def test_storage_reads_unknown_without_a_read_metric_or_enough_events() -> None:
     s = _reads(1.0)
     for sample in s.obs.metrics:

@@ -37,6 +37,7 @@ class Job:
     attempt: int
     report_dir: Path
     scenario_name: str = ""  # the `name:` of the scenario file (default: its stem)
+    catches: tuple[str, ...] = ()  # the checks whose failure is the detection (`catches:`)
 
     def __post_init__(self) -> None:
         self.scenario_name = self.scenario_name or self.scenario.stem
@@ -90,6 +91,22 @@ def check_coverage(found: list[str], catalogue: list[str]) -> None:
         problems.append(f"scenarios for bugs the coordinator does not know: {', '.join(unknown)}")
     if problems:
         raise VerifyError("; ".join(problems))
+
+
+def scenario_catches(path: Path) -> tuple[str, tuple[str, ...]]:
+    """A bug scenario's name and its `catches:` (required: a detection is only a failure of a
+    check the scenario declares it provokes, never whatever else happened to fail)."""
+    from harness.scenario.loader import ScenarioError, load_scenario
+
+    try:
+        scenario = load_scenario(path)
+    except ScenarioError as exc:
+        raise VerifyError(str(exc)) from None
+    if not scenario.catches:
+        raise VerifyError(
+            f"{path}: a bug scenario declares `catches: [check, ...]`, the checks that detect it"
+        )
+    return scenario.name, scenario.catches
 
 
 def _check_folder(folder: Path, catalogue: list[str] | None) -> None:
@@ -196,10 +213,11 @@ async def verify(
     if not only:
         await asyncio.to_thread(_check_folder, folder, catalogue)
     pairs = bug_scenarios(folder, only)
+    declared = {bug: await asyncio.to_thread(scenario_catches, path) for bug, path in pairs}
     out = report_dir / "verify"
-    work = [Job(bug, path, True, 0, out / "runs" / f"{bug}-with-bug") for bug, path in pairs]
+    work = [Job(bug, path, True, 0, out / "runs" / f"{bug}-with-bug", *declared[bug]) for bug, path in pairs]
     work += [
-        Job(bug, path, False, k, out / "runs" / f"{bug}-without-{k}")
+        Job(bug, path, False, k, out / "runs" / f"{bug}-without-{k}", *declared[bug])
         for bug, path in pairs
         for k in range(repeat)
     ]
@@ -225,12 +243,13 @@ async def verify(
             | {f"run error: {r.error[:80]}" for r in without if r.error}
         )
         runs = [str(Path(r.run_dir).relative_to(out.resolve())) for r in mine if r.run_dir]
+        caught_by = [c for c in with_bug.failed_checks if c in with_bug.job.catches]
         rows.append(
             MatrixRow(
                 bug=bug,
                 scenario=str(path),
-                detected=bool(with_bug.failed_checks) and with_bug.error is None,
-                caught_by=with_bug.failed_checks,
+                detected=bool(caught_by) and with_bug.error is None,
+                caught_by=caught_by,
                 time_to_detect_s=with_bug.detected_at,
                 false_alarm=false_alarm,
                 runs=runs,

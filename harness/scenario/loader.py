@@ -31,6 +31,7 @@ TOP_KEYS = {
     "clients",
     "timeline",
     "checks",
+    "catches",
 }
 
 
@@ -152,6 +153,7 @@ class _Validator:
         clients = self.clients(data.get("clients"))
         timeline = self.timeline(data.get("timeline") or [], duration)
         checks = self.checks(data.get("checks"))
+        catches = self.catches(data.get("catches"), checks)
         return Scenario(
             name=self.get(data, "name", (), str, self.path.stem),
             path=str(self.path),
@@ -164,6 +166,7 @@ class _Validator:
             checks=checks,
             settle_s=settle,
             raw=data,
+            catches=catches,
         )
 
     def target(self, target: Any) -> TargetSpec:
@@ -369,6 +372,20 @@ class _Validator:
             at_least=at_least,
             timeout_s=self.get(when, "timeout_s", wpath, float),
         )
+
+    def catches(self, catches: Any, checks: dict[str, dict[str, Any]]) -> tuple[str, ...]:
+        """`catches: [check, ...]`: the checks whose failure is the detection this scenario is
+        for (a bug scenario's): `harness verify` counts no other failure as catching the bug."""
+        if catches is None:
+            return ()
+        if not isinstance(catches, list) or not catches or not all(isinstance(c, str) for c in catches):
+            raise self.error(("catches",), "must be a non-empty list of check names")
+        for i, name in enumerate(catches):
+            if name not in checks:
+                raise self.error(
+                    ("catches", i), f"{name!r} is not one of this scenario's checks ({', '.join(checks)})"
+                )
+        return tuple(catches)
 
     def checks(self, checks: Any) -> dict[str, dict[str, Any]]:
         if checks is None:

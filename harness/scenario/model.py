@@ -72,6 +72,7 @@ class Scenario:
     checks: dict[str, dict[str, Any]]  # check name -> bound overrides
     settle_s: float = 2.0  # after clients end, before final observations
     raw: dict[str, Any] = field(default_factory=dict)  # the merged document, for the journal
+    catches: tuple[str, ...] = ()  # the checks whose failure is this (bug) scenario's detection
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -13,19 +13,22 @@ from harness.verify import Job, VerifyError, _run_job, check_coverage, verify
 FAKE = [sys.executable, str(Path(__file__).with_name("fake_harness.py"))]
 
 
-def _bugs(tmp_path: Path, *ids: str) -> Path:
+def _bugs(tmp_path: Path, *ids: str, catches: str = "convergence") -> Path:
     folder = tmp_path / "bugs"
     folder.mkdir()
     for bug in ids:
-        (folder / f"{bug}.yaml").write_text(f"name: {bug}\n")
+        (folder / f"{bug}.yaml").write_text(
+            f"name: {bug}\nduration_s: 1\nclients: [{{name: r, behaviour: reader}}]\n"
+            f"checks: {{convergence: {{}}, survival: {{}}}}\ncatches: [{catches}]\n"
+        )
     return folder
 
 
 async def _matrix(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, **kw: object
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, catches: str = "convergence", **kw: object
 ) -> tuple[bool, list]:
     monkeypatch.setenv("FAKE_HARNESS_MODE", mode)
-    folder = _bugs(tmp_path, "bug-a")
+    folder = _bugs(tmp_path, "bug-a", catches=catches)
     return await verify(
         folder, [], 1, 1, tmp_path / "reports", lambda line: None, harness_cmd=FAKE, catalogue=["bug-a"], **kw
     )
@@ -99,3 +102,22 @@ def test_the_scenarios_must_cover_the_catalogue_exactly() -> None:
         check_coverage(["a", "b"], ["a", "b", "c"])
     with pytest.raises(VerifyError, match="does not know: z"):
         check_coverage(["a", "z"], ["a"])
+
+
+async def test_a_failure_of_a_check_the_scenario_does_not_declare_is_no_detection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ok, [row] = await _matrix(tmp_path, monkeypatch, "detect", catches="survival")  # convergence failed
+    assert not ok and not row.detected and row.caught_by == []
+
+
+async def test_a_bug_scenario_without_catches_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "bugs"
+    folder.mkdir()
+    (folder / "bug-a.yaml").write_text(
+        "name: bug-a\nduration_s: 1\nclients: [{name: r, behaviour: reader}]\nchecks: {convergence: {}}\n"
+    )
+    with pytest.raises(VerifyError, match="catches"):
+        await verify(
+            folder, [], 1, 1, tmp_path / "r", lambda line: None, harness_cmd=FAKE, catalogue=["bug-a"]
+        )

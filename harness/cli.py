@@ -153,6 +153,11 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         "e.g. harness-)",
     )
     p.add_argument("--token", help="token the clients present (external targets)")
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a target outside 127.0.0.0/8 and ::1 (staging); without it only loopback is aimed at",
+    )
     p.add_argument("--admin-token", help="admin token for /debug/resources (external targets)")
     p.add_argument("--report-dir", type=Path, default=DEFAULT_REPORT_DIR, help="where reports are written")
     p.add_argument(
@@ -233,6 +238,7 @@ async def _stoppable(work: Awaitable[T]) -> T:
 async def _run_files(files: list[Path], args: argparse.Namespace, console: Console, suite: bool) -> int:
     from harness.report import write_run_report, write_suite_report
     from harness.scenario.loader import ScenarioError, load_scenario
+    from harness.scenario.preflight import PreflightError
     from harness.scenario.runner import RunOptions, run_scenario
 
     try:
@@ -240,14 +246,20 @@ async def _run_files(files: list[Path], args: argparse.Namespace, console: Conso
     except ScenarioError as exc:
         console.error(f"harness: {exc}")
         return 2
+    profile_token: str | None = None
     if args.target_profile is not None:
         from harness.targets.profile import ProfileError, load_profile
 
         try:
-            load_profile(args.target_profile)
+            profile_token = load_profile(args.target_profile).client_token()
         except ProfileError as exc:
             console.error(f"harness: {exc}")
             return 2
+    try:
+        await _preflight(scenarios, args, args.token or profile_token)
+    except PreflightError as exc:
+        console.error(f"harness: {exc}")
+        return 2
     records = []
     outcomes: list[tuple[str, RunRecord]] = []
     worst = 0
@@ -289,6 +301,19 @@ async def _run_files(files: list[Path], args: argparse.Namespace, console: Conso
             console.line(line)
         console.line(f"suite report: {suite_dir / 'index.html'}")
     return worst
+
+
+async def _preflight(scenarios: list[Any], args: argparse.Namespace, token: str | None) -> None:
+    """Before anything starts: the --bug ids, every fault step's target, and each target the
+    runs aim at (reachable, speaks v1, loopback unless --allow-remote)."""
+    from harness.scenario.preflight import check_bugs, check_fault_targets, check_target
+
+    await asyncio.to_thread(check_bugs, list(args.bug))
+    for scenario in scenarios:
+        check_fault_targets(scenario)
+    urls = {args.target} if args.target else {s.target.url for s in scenarios if s.target.url}
+    for url in sorted(urls):
+        await check_target(url, token, args.allow_remote)
 
 
 def _rerun(path: str, seed: int, record: RunRecord, args: argparse.Namespace) -> str:

@@ -109,7 +109,7 @@ def is_loopback(url: str) -> bool:
         return False
 
 
-def _urls(target: str) -> tuple[str, str]:
+def target_urls(target: str) -> tuple[str, str]:
     """(ws URL, http base) from http(s)://host:port/basePath or ws(s)://host:port/basePath/ws."""
     parts = urlsplit(target)
     path = parts.path.rstrip("/") or "/sync"
@@ -133,7 +133,7 @@ async def probe_target(
         raise ProbeError(f"{target}: must start with http://, https://, ws:// or wss://")
     if not allow_remote and not is_loopback(target):
         raise ProbeError(f"{target} is not a loopback address; pass --allow-remote to probe it")
-    ws_url, http_url = _urls(target)
+    ws_url, http_url = target_urls(target)
     database = f"{database_prefix}-{secrets.token_hex(6)}"  # a prefix a restricted token may use
     report = ProbeReport(target, database)
     history = History()

@@ -158,7 +158,8 @@ def cap_history(history: History, cap: int | None = DEFAULT_PAYLOAD_CAP) -> Hist
     history after the fact, and for proving that capping changes no check's verdict."""
     from harness.client.recorder import OpName  # the recorder imports this module
 
-    out = History(clock=history.now, payload_cap=cap)
+    out = History(payload_cap=cap)
+    out._clock, out._t0 = history._clock, history._t0  # the same run clock: checks read now()
     out.ops = [
         dataclasses.replace(op, value=cap_payload(op.value, cap))
         if op.f == OpName.GET_CHANGES and op.type == "ok" and isinstance(op.value, dict)

@@ -102,7 +102,8 @@ def jsonable(value: Any) -> Any:
 
 
 def build_journal(run: RunRecord) -> dict[str, Any]:
-    """The journal as a JSON-ready dict (what `load_journal` gives back)."""
+    """The journal as a JSON-ready dict, as written: a repeated REPLICA state is a reference
+    (`load_journal` gives it back whole)."""
     history = jsonable(run.history.to_json())
     history["events"] = _dedup_replica_states(history["events"])
     return {
@@ -204,6 +205,9 @@ def load_journal(path: str | Path) -> dict[str, Any]:
     version = data.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ValueError(f"{target}: journal format version {version!r}, this harness reads {FORMAT_VERSION}")
+    history = data.get("history")
+    if isinstance(history, dict) and isinstance(history.get("events"), list):
+        history["events"] = _restore_replica_states(history["events"])
     return data
 
 

@@ -10,6 +10,7 @@ import asyncio
 import shutil
 import subprocess
 import sys
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,7 +118,7 @@ def _own_journal(job: Job) -> tuple[Path, dict[str, Any]] | str:
         return f"no journal in {runs[0]}"
     try:
         journal = read_json_file(path)
-    except (OSError, EOFError, ValueError) as exc:
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
         return f"{path}: unreadable journal ({exc})"
     if not isinstance(journal, dict):
         return f"{path}: not a journal"

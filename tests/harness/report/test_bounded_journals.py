@@ -181,3 +181,15 @@ def test_a_plain_journal_json_is_still_read(tmp_path: Path) -> None:
     (tmp_path / "journal.json").write_text(dumps_journal(journal))
     assert journal_path(tmp_path) == tmp_path / "journal.json"
     assert load_journal(tmp_path)["run_id"] == "x"
+
+
+def test_verify_reads_the_gzip_journal_of_its_job(reports: Path) -> None:
+    from harness.verify import Job, _own_journal
+
+    run_dir = write_run_report(reports, make_run())
+    job = Job("some-bug", Path("scenarios/bugs/smoke.yaml"), True, 1, reports)
+    found = _own_journal(job)
+    assert not isinstance(found, str), found
+    assert found[0] == run_dir and found[1]["run_id"] == run_dir.name
+    (run_dir / JOURNAL_NAME).write_bytes(b"\x1f\x8b cut short")
+    assert "unreadable journal" in str(_own_journal(job))

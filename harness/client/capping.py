@@ -13,7 +13,8 @@ read comes from ops, events and observations, which are not capped):
   lastSeen), kept whole, as are `presence_delta.joined`/`left`; degradation, shutdown,
   slow-client: `notice.code`, `heartbeat.backend` (small scalars, kept); error-specificity:
   `error.fatal`; heartbeat-continuity: message times only.
-- well-formed-messages parses every change set with the strict codec. A change set is
+- well-formed-messages parses every change set with the strict codec, also those of HTTP
+  `get_changes` answers (an op's value, capped the same way by `cap_http_changes`). A change set is
   therefore parsed here, when recorded: a well-formed one becomes
   `{siteId, transactionId, hlc, "$capped": {"changes": n, "migrations": m}}` (values dropped),
   a malformed one is kept whole, so the check judges exactly what it would judge uncapped.
@@ -37,7 +38,7 @@ import orjson
 
 from harness.client.changesets import ChangeSet
 from harness.client.codec import CodecError
-from harness.history import DEFAULT_PAYLOAD_CAP, History
+from harness.history import DEFAULT_PAYLOAD_CAP, History, Op
 
 CAPPED = "$capped"
 SMALL_FIELD_BYTES = 256
@@ -152,6 +153,27 @@ def cap_payload(
     return kept
 
 
+def cap_http_changes(
+    outcome: dict[str, Any], cap: int | None, raw: str | bytes | None = None
+) -> dict[str, Any]:
+    """The recorded outcome of an HTTP `GET /:db/changes` (`{status, body}`): over `cap`, its
+    change sets become stubs as in a `changes` frame (well-formed-messages parses them)."""
+    body = outcome.get("body")
+    if cap is None or not isinstance(body, dict):
+        return outcome
+    data = body.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("changes"), list):
+        return outcome
+    text = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if text is None:
+        text = _json(body)
+    if len(text) <= cap:
+        return outcome
+    stubs = _change_sets({"changeSets": data["changes"]})["changeSets"]
+    info = {"bytes": len(text), "sha256": hashlib.sha256(text).hexdigest()}
+    return outcome | {"body": body | {"data": data | {"changes": stubs}}, CAPPED: info}
+
+
 def cap_history(history: History, cap: int | None = DEFAULT_PAYLOAD_CAP) -> History:
     """A copy of `history` as it would have been recorded with `cap`: its messages, and the
     `get_changes` answers its ops repeat, capped; everything else shared. For shrinking a full
@@ -160,12 +182,17 @@ def cap_history(history: History, cap: int | None = DEFAULT_PAYLOAD_CAP) -> Hist
 
     out = History(payload_cap=cap)
     out._clock, out._t0 = history._clock, history._t0  # the same run clock: checks read now()
-    out.ops = [
-        dataclasses.replace(op, value=cap_payload(op.value, cap))
-        if op.f == OpName.GET_CHANGES and op.type == "ok" and isinstance(op.value, dict)
-        else op
-        for op in history.ops
-    ]
+
+    def capped_op(op: Op) -> Op:
+        if op.type != "ok" or not isinstance(op.value, dict):
+            return op
+        if op.f == OpName.GET_CHANGES:
+            return dataclasses.replace(op, value=cap_payload(op.value, cap))
+        if op.f == OpName.HTTP_GET_CHANGES:
+            return dataclasses.replace(op, value=cap_http_changes(op.value, cap))
+        return op
+
+    out.ops = [capped_op(op) for op in history.ops]
     out.messages = [
         dataclasses.replace(m, payload=cap_payload(m.payload, cap, direction=m.direction))
         for m in history.messages

@@ -18,7 +18,7 @@ from harness.checks import Observations, load_all, run_check
 from harness.checks.capabilities import REFERENCE_COORDINATOR
 from harness.client.behaviours import BadInput, Reader, Snapshotter, Subscriber, Writer, catch_up_all
 from harness.client.capping import CAPPED, cap_history, cap_payload, is_capped
-from harness.client.recorder import Recorder
+from harness.client.recorder import OpName, Recorder
 from harness.client.sync_client import ClientConfig, SyncClient
 from harness.history import DEFAULT_PAYLOAD_CAP, History
 from harness.report import load_journal, record_from_journal, write_run_report
@@ -97,6 +97,9 @@ def _rich_script(bad: bool) -> Script:
         s.push("r", pushed, seq=n + 1)
     s.recv("r", {"type": "presence", "databaseId": "db1", "sessions": [{"connectionId": "x"}] * 80})
     s.heartbeat("r")
+    pulled = [cs | {"changes": [{"type": "column"}]} for cs in sets[:1]] if bad else sets
+    body = {"ok": True, "data": {"changes": pulled + sets}}
+    s.op("r", OpName.HTTP_GET_CHANGES, "ok", {"databaseId": "db1"}, {"status": 200, "body": body})
     s.at(10.0)
     s.replica("w", sets)
     s.replica("r", sets if not bad else sets[:1])
@@ -109,6 +112,9 @@ def test_every_check_gives_the_same_verdict_capped_and_full_on_hand_made_histori
         capped = _assert_same_verdicts(s.history, s.obs)
         wire = run_check("well-formed-messages", capped, s.obs)
         assert wire.status == ("fail" if bad else "pass"), wire.summary
+        assert len(wire.evidence) == (2 if bad else 0)  # the push and the HTTP answer
+        http = next(o for o in capped.ops if o.f == OpName.HTTP_GET_CHANGES and o.type == "ok")
+        assert CAPPED in http.value and BIG not in json.dumps(http.value["body"]["data"]["changes"][-1])
         delivery = run_check("broadcast-delivery", capped, s.obs)
         assert delivery.status == ("fail" if bad else "pass"), delivery.summary
     empty = Script()
@@ -193,3 +199,12 @@ def test_verify_reads_the_gzip_journal_of_its_job(reports: Path) -> None:
     assert found[0] == run_dir and found[1]["run_id"] == run_dir.name
     (run_dir / JOURNAL_NAME).write_bytes(b"\x1f\x8b cut short")
     assert "unreadable journal" in str(_own_journal(job))
+
+
+def test_full_payloads_is_an_option_of_run_and_suite() -> None:
+    from harness.cli import _parser
+
+    parser = _parser()
+    assert parser.parse_args(["run", "x.yaml", "--full-payloads"]).full_payloads is True
+    assert parser.parse_args(["run", "x.yaml"]).full_payloads is False
+    assert parser.parse_args(["suite", "--full-payloads"]).full_payloads is True

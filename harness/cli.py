@@ -169,6 +169,12 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         help="an unknown check or a skipped timeline step fails the run (for CI gates)",
     )
     p.add_argument(
+        "--full-payloads",
+        action="store_true",
+        help="keep every frame whole in the journal (default: frames over 4 KiB are kept as their "
+        "type, size, sha256 and the fields the checks read)",
+    )
+    p.add_argument(
         "--bug",
         action="append",
         default=[],
@@ -273,6 +279,7 @@ async def _run_files(files: list[Path], args: argparse.Namespace, console: Conso
             target_profile=args.target_profile,
             namespace=args.namespace,
             database_prefix=args.database_prefix,
+            full_payloads=args.full_payloads,
         )
         if args.keep_logs:
             options.run_dir = args.report_dir / "logs" / scenario.name

@@ -16,6 +16,10 @@ from typing import Any, Literal
 
 OpType = Literal["invoke", "ok", "fail", "info"]
 
+# Frames whose raw text is larger are recorded as a stub with what the checks need
+# (harness/client/capping.py says which fields): journals stay small. None keeps every frame.
+DEFAULT_PAYLOAD_CAP = 4096
+
 
 @dataclass(slots=True)
 class Op:
@@ -70,8 +74,9 @@ class FaultWindow:
 class History:
     """Append-only record of one run. Not thread-safe by design: a run lives on one event loop."""
 
-    def __init__(self, clock: Any = None) -> None:
+    def __init__(self, clock: Any = None, payload_cap: int | None = DEFAULT_PAYLOAD_CAP) -> None:
         self._clock = clock or time.monotonic
+        self.payload_cap = payload_cap  # read by the recorder: larger frames are kept as stubs
         self._t0 = self._clock()
         self._index = itertools.count()
         self._op_ids = itertools.count(1)

@@ -7,10 +7,10 @@ parallel, and one crashing run cannot take the others down."""
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import subprocess
 import sys
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Any
 
 from harness.env.coordinator_process import coordinator_command
 from harness.report import MatrixRow, write_matrix
+from harness.report.journal import journal_path, read_json_file
 from harness.report.matrix import matrix_ok
 
 Say = Callable[[str], None]
@@ -129,10 +130,15 @@ def _own_journal(job: Job) -> tuple[Path, dict[str, Any]] | str:
     runs = [d for d in job.report_dir.iterdir() if d.is_dir() and not d.is_symlink() and d.name != "latest"]
     if len(runs) != 1:
         return f"expected one run directory in {job.report_dir}, found {len(runs)}"
-    path = runs[0] / "journal.json"
+    path = journal_path(runs[0])  # journal.json.gz, or a plain journal.json
     if not path.exists():
         return f"no journal in {runs[0]}"
-    journal = json.loads(path.read_text())
+    try:
+        journal = read_json_file(path)
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
+        return f"{path}: unreadable journal ({exc})"
+    if not isinstance(journal, dict):
+        return f"{path}: not a journal"
     name = (journal.get("scenario") or {}).get("name")
     if journal.get("run_id") != runs[0].name:
         return f"{path}: run id {journal.get('run_id')!r} is not its directory's"

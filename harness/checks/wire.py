@@ -10,6 +10,7 @@ from harness.checks.observations import Observations
 from harness.checks.registry import register
 from harness.checks.result import CheckResult
 from harness.checks.verdict import failed, passed, unknown
+from harness.client.capping import is_capped
 from harness.client.changesets import ChangeSet
 from harness.client.codec import CodecError, decode_site_id
 from harness.client.recorder import EventKind, OpName
@@ -27,6 +28,8 @@ def _problems(kind: str, payload: dict[str, Any]) -> list[str]:
             if not isinstance(change_sets, list):
                 return [f"{kind}: changeSets is not a list"]
             for change_set in change_sets:
+                if is_capped(change_set):
+                    continue  # parsed when recorded: a malformed change set is kept whole
                 ChangeSet.from_wire(change_set)
         elif kind == "handshake_ack":
             decode_site_id(payload.get("serverSiteId"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from harness.client.capping import cap_payload
 from harness.history import Event, History, Message, Op, OpType
 
 
@@ -57,8 +58,18 @@ class Recorder:
     def complete(self, invoked: Op, type: OpType, value: Any = None, error: str | None = None) -> Op:
         return self.history.complete(invoked, type, value, error)
 
-    def message(self, direction: Literal["recv", "send"], payload: dict[str, Any]) -> Message:
-        return self.history.message(self.process, direction, payload)
+    def message(
+        self, direction: Literal["recv", "send"], payload: dict[str, Any], raw: str | bytes | None = None
+    ) -> Message:
+        """Record a frame; one over the history's `payload_cap` is kept as a stub (its size and
+        the sha256 of `raw`, its text on the wire, plus the fields the checks read)."""
+        return self.history.message(self.process, direction, self.capped(payload, raw, direction))
+
+    def capped(
+        self, payload: dict[str, Any], raw: str | bytes | None = None, direction: str = "recv"
+    ) -> dict[str, Any]:
+        """What the history keeps of `payload` (also for an op value that repeats a frame)."""
+        return cap_payload(payload, self.history.payload_cap, raw, direction)
 
     def event(self, kind: str, **data: Any) -> Event:
         return self.history.event(self.process, kind, **data)

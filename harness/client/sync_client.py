@@ -282,7 +282,7 @@ class SyncClient:
             text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
             self.rec.event(EventKind.BAD_FRAME, conn=conn.number, error=str(exc), raw=text[:200])
             return
-        self.rec.message("recv", payload)
+        self.rec.message("recv", payload, raw)
         kind = payload.get("type")
         if kind == "push_changes":
             self._on_push(conn, payload)
@@ -333,9 +333,10 @@ class SyncClient:
     # requests ---------------------------------------------------------------------------------
     async def _send(self, conn: _Connection, payload: dict[str, Any]) -> None:
         shown = payload | {"token": "<redacted>"} if "token" in payload else payload
-        self.rec.message("send", shown)
+        text = orjson.dumps(payload).decode()
+        self.rec.message("send", shown, None if shown is not payload else text)
         try:
-            await conn.ws.send(orjson.dumps(payload).decode())
+            await conn.ws.send(text)
         except ConnectionClosed as exc:
             raise ConnectionLost(str(exc)) from exc
 
@@ -379,8 +380,11 @@ class SyncClient:
         value: Any,
         body: Callable[[], Any],
         unknown_on_loss: bool,
+        shown: Callable[[Any], Any] | None = None,
     ) -> Any:
-        """Record `f` as invoke, run it, record its completion; re-raise what went wrong."""
+        """Record `f` as invoke, run it, record its completion; re-raise what went wrong.
+        `shown` turns the result into what is recorded (a capped copy of a large answer that is
+        already in the history as a message); the caller still gets the result whole."""
         async with self._lock:
             op = self.rec.invoke(f, value)
             try:
@@ -397,7 +401,7 @@ class SyncClient:
             except asyncio.CancelledError:
                 self.rec.complete(op, "info", None, "cancelled")
                 raise
-            self.rec.complete(op, "ok", result)
+            self.rec.complete(op, "ok", shown(result) if shown is not None else result)
             return result
 
     async def handshake(self, database_id: str | None = None, token: str | None = None) -> dict[str, Any]:
@@ -469,7 +473,9 @@ class SyncClient:
             self._absorb(self.connection_number, answer)
             return answer
 
-        answer = await self._run_op(OpName.GET_CHANGES, {"sinceHLC": since_hlc}, body, unknown_on_loss=False)
+        answer = await self._run_op(
+            OpName.GET_CHANGES, {"sinceHLC": since_hlc}, body, unknown_on_loss=False, shown=self.rec.capped
+        )
         return list(answer.get("changeSets") or [])
 
     async def pull(self, since_hlc: str | None = None) -> list[dict[str, Any]]:
@@ -635,7 +641,7 @@ class SyncClient:
             conn = self._live()
             while not conn.answers.empty():
                 conn.answers.get_nowait()
-            self.rec.message("send", shown)
+            self.rec.message("send", shown, text)
             try:
                 await conn.ws.send(text)
             except ConnectionClosed as exc:

@@ -1,4 +1,4 @@
-"""What a run leaves behind: `journal.json` (everything, replayable), `junit.xml` (for CI) and a
+"""What a run leaves behind: `journal.json.gz` (everything, replayable), `junit.xml` (for CI) and a
 self-contained `report.html` (for a person), per run and per suite, plus the verify matrix.
 
 See docs/reports.md for what each file contains.

@@ -43,7 +43,7 @@ def evidence_html(evidence: Sequence[Any]) -> str:
         return '<p class="muted">No evidence recorded.</p>'
     shown = evidence[:EVIDENCE_ROWS]
     more = (
-        f'<p class="caption">{len(evidence) - len(shown)} more items in journal.json.</p>'
+        f'<p class="caption">{len(evidence) - len(shown)} more items in journal.json.gz.</p>'
         if len(evidence) > len(shown)
         else ""
     )
@@ -159,14 +159,14 @@ def _rerun(run: RunRecord) -> str:
     if command is None:
         how = (
             '<p class="muted">The scenario came from no file: its resolved data is under '
-            "<code>scenario.data</code> in journal.json; save it as YAML and run "
+            "<code>scenario.data</code> in journal.json.gz; save it as YAML and run "
             f"<code>harness run FILE --seed {esc(run.seed)}</code>.</p>"
         )
     else:
         how = (
             f'<div class="rerun"><code id="rerun-cmd">{esc(command)}</code>'
             '<button type="button" data-copy="rerun-cmd">copy</button></div>'
-            '<p class="caption">journal.json holds the resolved scenario, the seed and the full history.</p>'
+            '<p class="caption">journal.json.gz holds the resolved scenario, the seed and the history (frames over 4 KiB as digests, unless run with --full-payloads).</p>'
         )
     return f'<section class="card" id="rerun"><h2>Re-run</h2>{how}</section>'
 
@@ -243,7 +243,7 @@ def suite_html(
             f'<td class="num">{c["pass"]} / {c["fail"]} / {c["unknown"]}</td><td>{esc(failing) or "—"}</td>'
             f'<td class="num">{esc(run.seed)}</td><td class="num">{esc(fmt_seconds(run.duration_s))}</td>'
             f'<td><a href="{esc(link)}/report.html">report</a> · '
-            f'<a href="{esc(link)}/journal.json">journal</a></td>'
+            f'<a href="{esc(link)}/journal.json.gz">journal</a></td>'
             f"<td>{f'<code>{esc(command)}</code>' if command else '—'}</td></tr>"
         )
     table = (

@@ -31,7 +31,7 @@ def _evidence_text(evidence: Sequence[object]) -> str:
     lines = [json.dumps(item, sort_keys=True, default=repr) for item in evidence]
     text = "\n".join(lines)
     if len(text) > MAX_EVIDENCE_CHARS:
-        text = text[:MAX_EVIDENCE_CHARS] + f"\n... ({len(lines)} items; the rest is in journal.json)"
+        text = text[:MAX_EVIDENCE_CHARS] + f"\n... ({len(lines)} items; the rest is in journal.json.gz)"
     return text
 
 

@@ -1,7 +1,7 @@
 """What a finished run hands to the report writers, and the few facts derived from it.
 
 The record is plain data so that it can be rebuilt from a journal: a report can always be
-re-rendered, and a failing run re-run, from `journal.json` alone.
+re-rendered, and a failing run re-run, from `journal.json.gz` alone.
 """
 
 from __future__ import annotations

@@ -74,7 +74,7 @@ def update_latest(out_root: Path, run_dir: Path) -> None:
 
 
 def write_run_report(out_root: Path, run: RunRecord, *, update_latest_link: bool = True) -> Path:
-    """Write `journal.json`, `junit.xml` and `report.html` into a new `out_root/<run-id>/`.
+    """Write `journal.json.gz`, `junit.xml` and `report.html` into a new `out_root/<run-id>/`.
 
     A record with an explicit `run_id` (e.g. rebuilt from a journal) is written to that
     directory, replacing its files; otherwise the id is derived and made unique.

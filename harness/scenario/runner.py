@@ -27,7 +27,7 @@ from harness.client.behaviours import BEHAVIOURS, Behaviour, catch_up_all, read_
 from harness.client.sync_client import ClientConfig, SyncClient
 from harness.env.coordinator_process import CoordinatorOptions
 from harness.env.environment import BUNDLED, Environment, EnvironmentConfig
-from harness.history import History
+from harness.history import DEFAULT_PAYLOAD_CAP, History
 from harness.report import RunRecord
 from harness.scenario.model import ClientGroup, Scenario
 from harness.scenario.observer import TargetObserver
@@ -54,6 +54,7 @@ class RunOptions:
     namespace: str | None = None  # the run nonce to reuse (replay); default a new one
     database_prefix: str = ""  # before every database id (what a staging token's grants match)
     run_dir: Path | None = None  # keep the environment's logs here
+    full_payloads: bool = False  # record every frame whole (default: large ones as stubs)
     progress: Progress = lambda line: None
 
 
@@ -62,7 +63,7 @@ async def run_scenario(scenario: Scenario, options: RunOptions | None = None) ->
     load_all()
     say = options.progress
     seeds = Seeds(scenario.seed)
-    history = History()
+    history = History(payload_cap=None if options.full_payloads else DEFAULT_PAYLOAD_CAP)
     observations = Observations()
     started = datetime.now(UTC)
     results: list[CheckResult] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import xml.etree.ElementTree as ET
@@ -30,7 +31,7 @@ ESCAPED_EVIL = "&lt;script&gt;alert(1)&lt;/script&gt;"
 def test_run_writes_three_files_and_points_latest(reports: Path) -> None:
     run_dir = write_run_report(reports, make_run())
     assert run_dir.name == "20261122T031500Z-smoke-s42"
-    assert sorted(p.name for p in run_dir.iterdir()) == ["journal.json", "junit.xml", "report.html"]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["journal.json.gz", "junit.xml", "report.html"]
     assert (reports / "latest").is_symlink()
     assert (reports / "latest").resolve() == run_dir.resolve()
 
@@ -67,7 +68,7 @@ def test_run_id_is_sortable_and_filesystem_safe() -> None:
 def test_journal_round_trips_and_holds_what_a_rerun_needs(reports: Path) -> None:
     run = make_run()
     run_dir = write_run_report(reports, run)
-    journal = load_journal(run_dir / "journal.json")
+    journal = load_journal(run_dir / "journal.json.gz")
     assert load_journal(run_dir) == journal
     assert journal["scenario"] == {
         "name": "smoke",
@@ -90,9 +91,9 @@ def test_journal_round_trips_and_holds_what_a_rerun_needs(reports: Path) -> None
     assert rebuilt.history.to_json() == run.history.to_json()
     assert build_journal(rebuilt) == journal
     # re-rendering from the journal alone reproduces it byte for byte
-    before = (run_dir / "journal.json").read_bytes()
+    before = (run_dir / "journal.json.gz").read_bytes()
     assert write_run_report(reports, rebuilt) == run_dir
-    assert (run_dir / "journal.json").read_bytes() == before
+    assert (run_dir / "journal.json.gz").read_bytes() == before
 
 
 @dataclass
@@ -112,7 +113,8 @@ def test_journal_is_strict_json_whatever_the_history_holds(reports: Path) -> Non
     def reject(token: str) -> None:
         raise AssertionError(f"non-standard JSON constant {token}")
 
-    strict = json.loads((run_dir / "journal.json").read_text(), parse_constant=reject)
+    text = gzip.decompress((run_dir / "journal.json.gz").read_bytes()).decode("utf-8")
+    strict = json.loads(text, parse_constant=reject)
     weird = strict["history"]["messages"][-1]["payload"]
     assert weird == {"type": "weird", "raw": {"$base64": "AP8="}, "tags": ["a", "b"], "x": "nan"}
     assert strict["scenario"]["data"] == {

@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from harness.env.resources import processes_in_groups
+from harness.report import load_journal
 
 
 def _harness(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -23,7 +24,7 @@ def test_smoke_run_writes_journal_junit_and_html(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "seed 42" in result.stdout
     run_dir = (tmp_path / "latest").resolve()
-    journal = json.loads((run_dir / "journal.json").read_text())
+    journal = load_journal(run_dir / "journal.json.gz")
     assert journal["seed"] == 42 and journal["verdict"] == "pass"
     assert {c["name"] for c in journal["checks"]} >= {"convergence", "no-lost-write", "heartbeat-continuity"}
     assert journal["history"]["ops"] and journal["fault_windows"][0]["kind"] == "latency"

@@ -27,6 +27,9 @@ ABNORMAL_CLOSES = (None, 1006, 1011)
     metric_pattern=Param(r"(?i)(error|fail)", "regex of metric names that count failures"),
     log_pattern=Param(r"(?i)(\berror\b|\bfailed\b|exception)", "regex of log lines that report a failure"),
     delivery_bound_s=Param(5.0, "a push not received within this bound counts as a failed delivery"),
+    visibility_bound_s=Param(
+        10.0, "the error metric must move (or the log say so) within this long of the first failure"
+    ),
     injection_pattern=Param(
         r"(?i)failpoint",
         "metric series and log lines matching this record a fault being injected, not the server "
@@ -70,20 +73,33 @@ def failure_visibility(history: History, obs: Observations, params: dict[str, An
     if not failures:
         return unknown(name, "no delivery failure happened, nothing had to be made visible", params)
     first_failure = min(f["time"] for f in failures)
+    window_end = first_failure + float(params["delivery_bound_s"]) + float(params["visibility_bound_s"])
     pattern = str(params["metric_pattern"])
     before = [s for s in obs.metrics if s.time <= first_failure and isinstance(s.data, dict)]
-    after = [s for s in obs.metrics if s.time > first_failure and isinstance(s.data, dict)]
+    after = [s for s in obs.metrics if first_failure < s.time <= window_end and isinstance(s.data, dict)]
     if not after:
-        return unknown(name, "no /metrics sample after the first failure", params, failures)
+        return unknown(
+            name, "no /metrics sample within the visibility bound of the first failure", params, failures
+        )
     baseline = matching_series(before[-1].data, pattern) if before else {}
     final = matching_series(after[-1].data, pattern)
     injection = re.compile(str(params["injection_pattern"]))
-    moved = {k: v for k, v in final.items() if v > baseline.get(k, 0.0) and not injection.search(k)}
+    # A series that was already moving before any failure counts something else (bad input,
+    # refused requests): its moving on proves nothing about these failures.
+    earliest = matching_series(before[0].data, pattern) if before else {}
+    noisy = {k for k, v in baseline.items() if v > earliest.get(k, 0.0)}
+    moved = {
+        k: v
+        for k, v in final.items()
+        if v > baseline.get(k, 0.0) and k not in noisy and not injection.search(k)
+    }
     log_regex = re.compile(str(params["log_pattern"]))
     logged = [
         line.text[:200]
         for line in obs.logs
-        if line.time >= first_failure and log_regex.search(line.text) and not injection.search(line.text)
+        if first_failure <= line.time <= window_end
+        and log_regex.search(line.text)
+        and not injection.search(line.text)
     ]
     if moved or logged:
         return passed(

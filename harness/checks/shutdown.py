@@ -4,6 +4,7 @@ as an error)."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -74,6 +75,26 @@ def shutdown_notification(history: History, obs: Observations, params: dict[str,
     return passed(name, f"{judged} sessions told SERVER_SHUTDOWN before the 1001 close", params)
 
 
+ERROR_LEVELS = frozenset({"error", "err", "critical", "crit", "fatal", "panic", "alert", "emergency"})
+
+
+def is_error_line(text: str, pattern: re.Pattern[str]) -> bool:
+    """A structured (JSON) log line is an error by its level, and otherwise by its message: a
+    key named "error" in an info line is no error. A plain text line is judged by the pattern."""
+    if text.startswith("{"):
+        try:
+            record = json.loads(text)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            level = next((record[k] for k in ("level", "severity", "levelname", "lvl") if k in record), None)
+            if isinstance(level, str):
+                return level.lower() in ERROR_LEVELS
+            message = next((record[k] for k in ("msg", "message", "event") if k in record), None)
+            return isinstance(message, str) and bool(pattern.search(message))
+    return bool(pattern.search(text))
+
+
 @register(
     "clean-shutdown",
     "shutdown",
@@ -103,7 +124,7 @@ def clean_shutdown(history: History, obs: Observations, params: dict[str, Any]) 
         if exit_event.exit_code != 0:
             violations.append({"time": exit_event.time, "problem": f"exit code {exit_event.exit_code}"})
         for line in obs.logs:
-            if stop <= line.time <= exit_event.time + 0.5 and pattern.search(line.text):
+            if stop <= line.time <= exit_event.time + 0.5 and is_error_line(line.text, pattern):
                 violations.append(
                     {"time": line.time, "problem": "error logged during shutdown", "line": line.text[:300]}
                 )

@@ -105,6 +105,25 @@ def test_missed_push_reported_by_a_metric_passes_visibility() -> None:
     assert run(s, "failure-visibility", delivery_bound_s=2.0).status == "pass"
 
 
+def test_an_error_metric_that_was_moving_before_the_failure_proves_nothing() -> None:
+    """Refused bad input moves an error counter all run long: that is no report of the missed push."""
+    s = _fanout(False)
+    s.obs.metrics += [
+        Sample(0.0, {"coordinator_request_errors_total": 0.0}),
+        Sample(1.0, {"coordinator_request_errors_total": 5.0}),
+        Sample(9.0, {"coordinator_request_errors_total": 40.0}),
+    ]
+    assert run(s, "failure-visibility", delivery_bound_s=2.0).status == "fail"
+    s.obs.metrics[-1].data["coordinator_send_failures_total"] = 1.0  # a failure counter of its own
+    assert run(s, "failure-visibility", delivery_bound_s=2.0).status == "pass"
+
+
+def test_a_metric_moving_long_after_the_failure_is_not_its_report() -> None:
+    s = _fanout(False)
+    s.obs.metrics += [Sample(0.0, _metrics(0)), Sample(100.0, _metrics(2))]
+    assert run(s, "failure-visibility", delivery_bound_s=2.0).status == "unknown"
+
+
 def test_missed_push_reported_in_the_log_passes_visibility() -> None:
     s = _fanout(False)
     s.obs.metrics += [Sample(0.0, _metrics(0)), Sample(10.0, _metrics(0))]

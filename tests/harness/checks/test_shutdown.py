@@ -54,5 +54,17 @@ def test_clean_exit_passes_and_bad_exits_fail() -> None:
     assert run(s, "clean-shutdown", deadline_s=10.0).status == "fail"
 
 
+def test_a_json_log_line_is_an_error_by_its_level_not_by_a_key_named_error() -> None:
+    s = _shutdown(True)
+    s.obs.logs.append(LogLine(2.3, '{"level": "info", "event": "drained", "error": null, "failed": 0}'))
+    assert run(s, "clean-shutdown").status == "pass"
+    s.obs.logs.append(LogLine(2.4, '{"level": "error", "event": "store_cleanup_failed"}'))
+    result = run(s, "clean-shutdown")
+    assert result.status == "fail" and result.detected_at == 2.4
+    s = _shutdown(True)
+    s.obs.logs.append(LogLine(2.3, '{"msg": "Traceback in cleanup"}'))  # no level: the message decides
+    assert run(s, "clean-shutdown").status == "fail"
+
+
 def test_clean_shutdown_without_sigterm_is_unknown() -> None:
     assert run(Script(), "clean-shutdown").status == "unknown"

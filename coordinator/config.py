@@ -225,11 +225,11 @@ def validate(config: CoordinatorConfig) -> None:
         raise ConfigError("drain_timeout_ms must not be negative")
     if not config.base_path.startswith("/") or config.base_path.endswith("/"):
         raise ConfigError(f"base_path must start with / and not end with /, got {config.base_path!r}")
-    from coordinator.ops.bugs import Bugs, UnknownBug
+    from coordinator.ops.bugs import Bugs, ConflictingBugs, UnknownBug
 
     try:
         Bugs(config.bugs)
-    except UnknownBug as exc:
+    except (UnknownBug, ConflictingBugs) as exc:
         raise ConfigError(f"bugs: {exc}") from None
     if config.tombstone_policy not in TOMBSTONE_POLICIES:
         raise ConfigError(

@@ -88,6 +88,15 @@ CATALOGUE: dict[str, Bug] = {
 }
 
 
+# Bugs whose swaps replace the same attribute: switched on together, one would silently win.
+# tests/coordinator/test_bug_swaps.py derives the pairs from the swap sites and checks this list.
+SAME_SWAP: tuple[frozenset[str], ...] = (frozenset({"unbounded-send-queue", "broadcast-seq-gap"}),)
+
+
+class ConflictingBugs(ValueError):
+    """Two bugs that replace the same behaviour cannot be on at once."""
+
+
 class UnknownBug(ValueError):
     def __init__(self, unknown: list[str]) -> None:
         super().__init__(
@@ -103,6 +112,11 @@ class Bugs:
         unknown = [i for i in ids if i not in CATALOGUE]
         if unknown:
             raise UnknownBug(unknown)
+        for pair in SAME_SWAP:
+            if pair <= set(ids):
+                raise ConflictingBugs(
+                    f"bugs {' and '.join(sorted(pair))} replace the same behaviour: switch on one at a time"
+                )
         self.enabled = frozenset(ids)
         self.applied: set[str] = set()
 

@@ -4,6 +4,7 @@ and exits 0; a scenario with a mistake exits 2 naming file and line; `harness li
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -125,3 +126,24 @@ async def test_sigterm_stops_a_run_and_everything_it_started(tmp_path: Path) -> 
     assert "terminated; everything it started has been stopped" in err.decode()
     assert processes_in_groups(set(children)) == []  # each server leads its own process group
     assert [d for d in dirs if _exists(d)] == []
+
+
+def test_a_failing_bug_run_replays_from_its_printed_line(tmp_path: Path) -> None:
+    """The replay line keeps what shaped the run (here --bug): run as printed, it fails the same way."""
+    first = _harness(
+        "run", "scenarios/bugs/generic-handler-errors.yaml", "--bug", "generic-handler-errors",
+        "--report-dir", str(tmp_path / "first"),
+    )  # fmt: skip
+    assert first.returncode == 1, first.stdout + first.stderr
+    replay = next(line.split("replay: ", 1)[1] for line in first.stdout.splitlines() if "replay: " in line)
+    assert "--bug generic-handler-errors" in replay
+    words = shlex.split(replay)
+    assert words[:2] == ["harness", "run"]
+    again = _harness(*words[1:], "--report-dir", str(tmp_path / "again"))
+    assert again.returncode == 1, again.stdout + again.stderr
+    failed = [
+        c["name"]
+        for c in load_journal((tmp_path / "again" / "latest").resolve() / "journal.json.gz")["checks"]
+        if c["status"] == "fail"
+    ]
+    assert "error-specificity" in failed

@@ -287,6 +287,7 @@ async def _run_files(files: list[Path], args: argparse.Namespace, console: Conso
         with console.status(f"{scenario.name}: running ({scenario.duration_s:g} s of load and faults)"):
             record = await run_scenario(scenario, options)
         record.strict = args.strict
+        record.options = _shaping_options(args)
         record.rerun = _rerun(scenario.path, scenario.seed, record, args)
         out = write_run_report(args.report_dir, record)
         records.append(out)
@@ -308,6 +309,24 @@ async def _run_files(files: list[Path], args: argparse.Namespace, console: Conso
             console.line(line)
         console.line(f"suite report: {suite_dir / 'index.html'}")
     return worst
+
+
+def _shaping_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Every command-line option that shaped the run, for the journal (tokens: whether one was
+    given, never its value)."""
+    return {
+        "seed": args.seed,
+        "bugs": list(args.bug),
+        "target": args.target,
+        "target_profile": str(args.target_profile) if args.target_profile else None,
+        "namespace": args.namespace,
+        "database_prefix": args.database_prefix,
+        "strict": args.strict,
+        "full_payloads": getattr(args, "full_payloads", False),
+        "allow_remote": args.allow_remote,
+        "token": "given" if args.token else None,
+        "admin_token": "given" if args.admin_token else None,
+    }
 
 
 async def _preflight(scenarios: list[Any], args: argparse.Namespace, token: str | None) -> None:

@@ -123,6 +123,7 @@ def build_journal(run: RunRecord) -> dict[str, Any]:
         "verdict": run.verdict,
         "exit_code": run.effective_exit_code,
         "strict": run.strict,
+        "options": jsonable(run.options),
         "strict_problems": run.strict_problems(),
         "counts": status_counts(run.checks),
         "rerun": {"command": run.rerun_command(), "scenario_path": run.scenario_path, "seed": run.seed},

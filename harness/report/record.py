@@ -45,6 +45,7 @@ class RunRecord:
     rerun: str | None = None  # the CLI's own re-run command (e.g. with --target); else derived
     observations: Any = None  # what the target exposed (JSON form of harness.checks.Observations)
     strict: bool = False  # --strict: an unknown verdict or a skipped timeline step fails the run
+    options: dict[str, Any] = field(default_factory=dict)  # the command-line options that shaped it
 
     @property
     def verdict(self) -> Verdict:

@@ -32,6 +32,7 @@ def test_smoke_run_writes_journal_junit_and_html(tmp_path: Path) -> None:
     namespace = journal["scenario"]["data"]["namespace"]  # run isolation, recorded for replay
     assert namespace["prefix"] == f"smoke-42-{namespace['nonce']}"
     assert f"--namespace {namespace['nonce']}" in journal["rerun"]["command"]
+    assert journal["options"]["bugs"] == [] and journal["options"]["token"] is None  # what shaped the run
     handshakes = [op for op in journal["history"]["ops"] if op["f"] == "handshake" and op["type"] == "invoke"]
     assert handshakes and all(
         op["value"]["databaseId"].startswith(namespace["prefix"] + ".") for op in handshakes

@@ -171,16 +171,64 @@ def _rerun(run: RunRecord) -> str:
     return f'<section class="card" id="rerun"><h2>Re-run</h2>{how}</section>'
 
 
-def run_html(run: RunRecord) -> str:
-    """The person-facing report of one run."""
+BANNER_LIST_CAP = 20  # lines of each list in the banner; the Run section has the notes in full
+
+
+def _flag(text: str, kind: str) -> str:
+    return f'<span class="flag {kind}">{esc(text)}</span>'
+
+
+def _banner_list(title: str, items: Sequence[str], kind: str) -> str:
+    if not items:
+        return ""
+    shown = "".join(f"<li>{esc(item, 400)}</li>" for item in items[:BANNER_LIST_CAP])
+    more = f"<li>{len(items) - BANNER_LIST_CAP} more</li>" if len(items) > BANNER_LIST_CAP else ""
+    return f'<div class="banner-list {kind}"><b>{esc(title)}</b><ul>{shown}{more}</ul></div>'
+
+
+def run_flags(run: RunRecord) -> list[str]:
+    """The caveats beside the verdict: what the run could not do, said where it is seen first
+    (a run whose faults were all skipped must not read as a plain PASS)."""
+    flags = []
+    if run.fault_steps_all_skipped():
+        flags.append(_flag("no fault applied", "untested"))
+    skipped = len(run.skipped_steps())
+    if skipped:
+        flags.append(_flag(f"{skipped} step{'s' if skipped != 1 else ''} skipped", "skipped"))
+    if run.strict:
+        failing = bool(run.strict_problems())
+        flags.append(
+            _flag(f"strict: {'fail' if failing else 'pass'}", "strict-fail" if failing else "strict")
+        )
+    return flags
+
+
+def run_banner(run: RunRecord) -> str:
+    """The top of the report: verdict, its caveats, and the lists that explain them."""
     counts = status_counts(run.checks)
     verdict = run.verdict
-    banner = (
-        f'<header class="banner {verdict}"><div class="verdict">{esc(verdict.upper())}</div>'
+    flags = run_flags(run)
+    skipped = run.skipped_steps()
+    unknown_gaps = [p for p in run.strict_problems() if p not in skipped]
+    caveat = " caveat" if skipped or run.fault_steps_all_skipped() or run.strict_problems() else ""
+    lists = (
+        _banner_list("Skipped timeline steps", skipped, "skipped")
+        + _banner_list("Under --strict, also failing the run", unknown_gaps, "strict")
+        + _banner_list("Notes", run.notes, "notes")
+    )
+    return (
+        f'<header class="banner {verdict}{caveat}"><div class="verdict-box"><div class="verdict">'
+        f'{esc(verdict.upper())}</div><div class="flags">{"".join(flags)}</div></div>'
         f'<div><h1>{esc(run.scenario_name)}</h1><div class="meta">{esc(run.resolved_run_id())} · seed '
         f"{esc(run.seed)} · {esc(fmt_seconds(run.duration_s))} · {counts['pass']} passed, "
-        f"{counts['fail']} failed, {counts['unknown']} unknown</div></div></header>"
+        f"{counts['fail']} failed, {counts['unknown']} unknown</div>{lists}</div></header>"
     )
+
+
+def run_html(run: RunRecord) -> str:
+    """The person-facing report of one run."""
+    verdict = run.verdict
+    banner = run_banner(run)
     t_end = plots.span_of(run.history, run.checks)
     lanes = timeline.timeline(run.history, run.checks, t_end)
     lat = plots.latency(run.history, t_end)
@@ -225,22 +273,41 @@ def suite_html(
     all_checks = [c for run, _ in runs for c in run.checks]
     verdict = verdict_of(all_checks)
     counts = status_counts(all_checks)
+    untested = [run.scenario_name for run, _ in runs if run.fault_steps_all_skipped()]
+    skipped_total = sum(len(run.skipped_steps()) for run, _ in runs)
+    flags = []
+    if untested:
+        flags.append(_flag(f"{len(untested)} with no fault applied", "untested"))
+    if skipped_total:
+        flags.append(_flag(f"{skipped_total} step{'s' if skipped_total != 1 else ''} skipped", "skipped"))
+    caveat = " caveat" if flags else ""
     banner = (
-        f'<header class="banner {verdict}"><div class="verdict">{esc(verdict.upper())}</div>'
+        f'<header class="banner {verdict}{caveat}"><div class="verdict-box"><div class="verdict">'
+        f'{esc(verdict.upper())}</div><div class="flags">{"".join(flags)}</div></div>'
         f'<div><h1>{esc(name)}</h1><div class="meta">{esc(suite_id)} · {len(runs)} scenario runs · '
         f"{counts['pass']} checks passed, {counts['fail']} failed, {counts['unknown']} unknown"
-        f"{' · ' + esc(fmt_seconds(duration_s)) if duration_s else ''}</div></div></header>"
+        f"{' · ' + esc(fmt_seconds(duration_s)) if duration_s else ''}</div>"
+        f"{_banner_list('Every fault step skipped (the faults were not tested)', untested, 'skipped')}"
+        "</div></header>"
     )
     rows = []
     for run, link in runs:
         c = status_counts(run.checks)
         failing = ", ".join(x.name for x in run.checks if x.status == "fail")
         command = run.rerun_command()
+        all_skipped = run.fault_steps_all_skipped()
+        skipped = run.skipped_steps()
+        marker = f" {pill('no-fault-applied')}" if all_skipped else ""
+        skipped_cell = (
+            f'<span title="{esc(chr(10).join(skipped), 2000)}">{len(skipped)}</span>' if skipped else "0"
+        )
         rows.append(
-            f'<tr class="row-{run.verdict}" data-status="{run.verdict}">'
+            f'<tr class="row-{run.verdict}{" row-untested" if all_skipped else ""}" data-status="{run.verdict}"'
+            f' data-untested="{str(all_skipped).lower()}">'
             f"<td><b>{esc(run.scenario_name)}</b></td>"
-            f"<td>{pill(run.verdict)}</td>"
+            f"<td>{pill(run.verdict)}{marker}</td>"
             f'<td class="num">{c["pass"]} / {c["fail"]} / {c["unknown"]}</td><td>{esc(failing) or "—"}</td>'
+            f'<td class="num steps-skipped">{skipped_cell}</td>'
             f'<td class="num">{esc(run.seed)}</td><td class="num">{esc(fmt_seconds(run.duration_s))}</td>'
             f'<td><a href="{esc(link)}/report.html">report</a> · '
             f'<a href="{esc(link)}/journal.json.gz">journal</a></td>'
@@ -250,7 +317,11 @@ def suite_html(
         '<section class="card" id="runs"><h2>Scenario runs</h2>'
         '<label class="muted"><input type="checkbox" id="only-failing"> only failing</label>'
         "<table><thead><tr><th>scenario</th><th>verdict</th><th>pass / fail / unknown</th>"
-        "<th>failed checks</th><th>seed</th><th>duration</th><th>files</th><th>re-run</th></tr></thead>"
-        f"<tbody>{''.join(rows) or '<tr><td colspan=8>No runs.</td></tr>'}</tbody></table></section>"
+        "<th>failed checks</th><th>steps skipped</th><th>seed</th><th>duration</th><th>files</th>"
+        "<th>re-run</th></tr></thead>"
+        f"<tbody>{''.join(rows) or '<tr><td colspan=9>No runs.</td></tr>'}</tbody></table>"
+        '<p class="caption"><span class="pill no-fault-applied">no fault applied</span> every fault step '
+        "of the scenario's timeline was skipped or failed to apply (e.g. process faults on an external "
+        "target): its checks judged the workload without the faults it is named for.</p></section>"
     )
     return page(f"{verdict.upper()} {name} — {suite_id}", banner, table + matrix)

@@ -243,4 +243,5 @@ def record_from_journal(journal: Mapping[str, Any]) -> RunRecord:
         check_seconds=dict(journal.get("check_seconds", {})),
         rerun=journal.get("rerun", {}).get("command"),
         observations=journal.get("observations"),
+        strict=bool(journal.get("strict", False)),
     )

@@ -21,19 +21,29 @@ h1 { font-size:22px; margin:0 0 4px; } h2 { font-size:17px; margin:0 0 10px; }
 .banner.unknown { background:var(--unknown); }
 .banner .verdict { font-size:28px; font-weight:700; letter-spacing:.04em; }
 .banner .meta { opacity:.92; }
+.banner .verdict-box { display:flex; flex-direction:column; align-items:flex-start; gap:6px; }
+.banner.caveat { border-left:14px solid #f59f00;
+  background-image:repeating-linear-gradient(135deg, rgba(0,0,0,.12) 0 14px, transparent 14px 28px); }
+.banner .flags { display:flex; flex-wrap:wrap; gap:4px; max-width:220px; }
+.flag { display:inline-block; padding:1px 8px; border-radius:10px; font-size:12px; font-weight:700;
+  white-space:nowrap; background:#fff; color:#212529; }
+.flag.skipped, .flag.untested { background:#f59f00; color:#212529; }
+.flag.strict-fail { background:#fff; color:var(--fail); border:2px solid var(--fail); }
+.banner-list { margin-top:8px; font-size:13px; } .banner-list ul { margin:2px 0 0; padding-left:20px; }
+.banner-list.skipped b { background:#f59f00; color:#212529; padding:0 6px; border-radius:3px; }
 section.card { background:var(--card); border:1px solid var(--line); border-radius:8px; padding:16px 18px;
   margin-top:18px; }
 table { border-collapse:collapse; width:100%; }
 th, td { text-align:left; padding:6px 10px; border-bottom:1px solid var(--line); vertical-align:top; }
 th { font-size:12px; text-transform:uppercase; letter-spacing:.04em; color:var(--muted); font-weight:600; }
 td.num { text-align:right; font-variant-numeric:tabular-nums; white-space:nowrap; }
-tr.row-fail { background:#fff5f5; }
+tr.row-fail { background:#fff5f5; } tr.row-untested { background:#fff4e6; box-shadow:inset 4px 0 #f59f00; }
 .pill { display:inline-block; padding:1px 9px; border-radius:10px; color:#fff; font-weight:600;
   font-size:12px; text-transform:uppercase; white-space:nowrap; }
 .pill.pass { background:var(--pass); } .pill.fail { background:var(--fail); }
 .pill.unknown { background:var(--unknown); }
 .pill.missed { background:var(--fail); } .pill.detected { background:var(--pass); }
-.pill.false-alarm { background:#e8590c; }
+.pill.false-alarm { background:#e8590c; } .pill.no-fault-applied { background:#f59f00; color:#212529; }
 code, pre { font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; }
 pre { background:#f1f3f5; padding:8px 10px; border-radius:6px; overflow:auto; max-height:420px;
   margin:6px 0; }

@@ -66,6 +66,40 @@ class RunRecord:
             if e.kind in ("step_skipped", "step_failed")
         ]
 
+    def fault_steps(self) -> list[str]:
+        """Ids of the timeline steps that apply a fault (not the ones that clear one).
+
+        Taken from the resolved scenario; a record without it falls back on the history's step
+        events: every step that fired a fault, or never fired at all."""
+        timeline = self.scenario_data.get("timeline") if isinstance(self.scenario_data, dict) else None
+        if isinstance(timeline, list):
+            return [
+                str(s.get("id"))
+                for s in timeline
+                if isinstance(s, dict) and s.get("fault") is not None and s.get("id") is not None
+            ]
+        fired = {str(e.data.get("step")) for e in self._step_events("step_fired")}
+        with_fault = [str(e.data.get("step")) for e in self._step_events("step_fired") if "fault" in e.data]
+        never = [
+            str(e.data.get("step"))
+            for e in self._step_events("step_skipped", "step_failed")
+            if str(e.data.get("step")) not in fired
+        ]
+        return list(dict.fromkeys(with_fault + never))
+
+    def fault_steps_all_skipped(self) -> bool:
+        """True when the timeline had fault steps and not one of them was applied: the run
+        tested the workload, not the faults it is named for (e.g. process faults on an
+        external target), so a pass must not read as a plain pass."""
+        steps = self.fault_steps()
+        if not steps:
+            return False
+        fired = {str(e.data.get("step")) for e in self._step_events("step_fired")}
+        return not fired.intersection(steps)
+
+    def _step_events(self, *kinds: str) -> list[Any]:
+        return [e for e in self.history.events if e.kind in kinds]
+
     def strict_problems(self) -> list[str]:
         """Under --strict, what keeps the run from passing: every check that said unknown for
         want of evidence and every skipped step (a CI gate must not go green on a run that could

@@ -133,7 +133,7 @@ def fault_layer(
     """Fault windows as labelled bars in a header and shading down to `bottom`.
 
     Returns the SVG parts and the header height, so the caller can place what goes below.
-    Shading is drawn first by the caller so that data stays on top of it.
+    The caller draws the shading over its backgrounds and under its data, so data stays on top.
     """
     if not faults:
         return [], 0.0

@@ -71,19 +71,22 @@ def timeline(history: History, checks: Sequence[CheckResult], t_end: float) -> P
     lanes_bottom = lanes_top + lane_h * max(1, len(procs))
     faults, _ = fault_layer(history.faults, axis, top, lanes_bottom)
 
-    body: list[str] = []
+    # lane backgrounds first, then the fault shading over them (so a window shows across every
+    # lane, not only the ones without a background), then the data marks over both
+    lanes: list[str] = []
     for i, p in enumerate(procs):
         y = lanes_top + i * lane_h
         if i % 2 == 0:
-            body.append(
+            lanes.append(
                 f'<rect class="lane" x="{axis.left:.1f}" y="{y:.1f}" width="{axis.width:.1f}" height="{lane_h:.1f}"/>'
             )
-        body.append(
+        lanes.append(
             f'<text class="lane-label" x="{axis.left - 8:.1f}" y="{y + lane_h * 0.62:.1f}" '
             f'text-anchor="end">{esc(p, 18)}<title>{esc(p)}</title></text>'
         )
     shading = [part for part in faults if 'class="fault-shade"' in part]
     bars = [part for part in faults if 'class="fault-shade"' not in part]
+    body: list[str] = []
 
     pairs = history.pairs()
     band = (lane_h * 0.42, lane_h * 0.48)  # offset and height of the operation band in a lane
@@ -124,6 +127,7 @@ def timeline(history: History, checks: Sequence[CheckResult], t_end: float) -> P
     height = axis_y + 36 + (max(rows) + 1) * 15 + 8 if detections else axis_y + 40
     parts = [
         svg_open(height, "timeline", axis, "timeline of clients, messages and fault windows"),
+        *lanes,
         *shading,
         *body,
         *bars,

@@ -143,6 +143,7 @@ def write_suite_report(
         "verdict": verdict_of(all_checks),
         "counts": status_counts(all_checks),
         "exit_code": max((r.effective_exit_code for r in all_records), default=0),
+        "fault_steps_all_skipped": [r.scenario_name for r in all_records if r.fault_steps_all_skipped()],
         "runs": [
             {
                 "run_id": r.resolved_run_id(),
@@ -150,6 +151,11 @@ def write_suite_report(
                 "seed": r.seed,
                 "verdict": r.verdict,
                 "exit_code": r.effective_exit_code,
+                "steps_skipped": len(r.skipped_steps()),
+                "skipped_steps": r.skipped_steps(),
+                "fault_steps_all_skipped": r.fault_steps_all_skipped(),
+                "strict_problems": r.strict_problems(),
+                "notes": list(r.notes),
                 "dir": link,
             }
             for r, link in entries

@@ -244,4 +244,5 @@ def record_from_journal(journal: Mapping[str, Any]) -> RunRecord:
         rerun=journal.get("rerun", {}).get("command"),
         observations=journal.get("observations"),
         strict=bool(journal.get("strict", False)),
+        options=dict(journal.get("options") or {}),
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from typing import Any
 
 import httpx
@@ -60,13 +61,14 @@ async def _session(coord: CoordinatorProcess, database_id: str = "probe") -> Ws:
     return ws
 
 
-async def _answer(ws: Ws, message: dict[str, Any] | str) -> dict[str, Any]:
+async def _answer(ws: Ws, message: dict[str, Any] | str, timeout: float = 10.0) -> dict[str, Any]:
     """The answer to one message (errors, results, the end of a snapshot); presence, heartbeats
-    and snapshot chunks are skipped."""
+    and snapshot chunks are skipped, for at most `timeout` seconds in all."""
     await ws.send(message)
+    deadline = time.monotonic() + timeout
     while True:
-        got = await ws.next()
-        if got["type"] in ("error", "pong", "changes", "apply_result", "snapshot_complete"):
+        got = await ws.next(max(0.01, deadline - time.monotonic()))
+        if got["type"] in ("error", "pong", "changes", "apply_result", "snapshot_complete", "handshake_ack"):
             return got
 
 
@@ -132,9 +134,11 @@ async def test_database_id_with_a_final_newline_is_refused(start_coordinator: An
     coord = await start_coordinator()
     ws = Ws(await websockets.connect(coord.ws_url))
     site = new_site_id()
-    await ws.send({"type": "handshake", "databaseId": database_id, "siteId": site, "protocolVersion": 1})
-    code, got = await ws.closed()
-    assert code == 4001 and got[-1]["code"] == "AUTH_FAILED", got
+    handshake = {"type": "handshake", "databaseId": database_id, "siteId": site, "protocolVersion": 1}
+    answer = await _answer(ws, handshake)  # not a handshake_ack
+    assert (answer["type"], answer.get("code"), answer.get("fatal")) == ("error", "AUTH_FAILED", True), answer
+    code, _ = await ws.closed()
+    assert code == 4001
     quoted = database_id.replace("\n", "%0A")
     async with coord.http() as http:
         headers = {"x-site-id": site}

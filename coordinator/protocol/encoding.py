@@ -16,14 +16,14 @@ from coordinator.protocol.errors import InvalidPayload
 SITE_ID_BYTES = 16
 HLC_BYTES = 30
 MAX_SAFE_INTEGER = 2**53 - 1
-_SITE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{22}$")
+_SITE_ID_RE = re.compile(r"[A-Za-z0-9_-]{22}")  # used with fullmatch: `$` would allow a final "\n"
 
 SqlValue = None | bool | int | float | str | bytes
 
 
 def decode_site_id(value: Any, field: str = "siteId") -> bytes:
     """16 bytes from exactly 22 base64url characters without padding."""
-    if not isinstance(value, str) or not _SITE_ID_RE.match(value):
+    if not isinstance(value, str) or not _SITE_ID_RE.fullmatch(value):
         raise InvalidPayload(field, "must be 22 base64url characters (16 bytes, no padding)")
     raw = base64.urlsafe_b64decode(value + "==")
     if encode_site_id(raw) != value:  # non-zero trailing bits: not the canonical form of 16 bytes

@@ -10,11 +10,13 @@ from dataclasses import dataclass
 
 from coordinator.ops.bugs import Bugs
 
-DATABASE_ID_RE = re.compile(r"^[A-Za-z0-9_:.-]{1,128}$")
+# Matched with fullmatch: `^...$` with `match` accepts a final newline ("db\n"), which becomes a
+# store file name and splits log lines.
+DATABASE_ID_RE = re.compile(r"[A-Za-z0-9_:.-]{1,128}")
 
 
 def valid_database_id(value: object) -> bool:
-    return isinstance(value, str) and DATABASE_ID_RE.match(value) is not None
+    return isinstance(value, str) and DATABASE_ID_RE.fullmatch(value) is not None
 
 
 @dataclass(frozen=True, slots=True)

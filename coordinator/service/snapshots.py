@@ -13,6 +13,7 @@ from typing import Any
 from coordinator.ops.failpoints import Failpoints
 from coordinator.protocol.encoding import (
     HLC_BYTES,
+    MAX_SAFE_INTEGER,
     decode_hlc,
     decode_site_id,
     decode_value,
@@ -35,6 +36,14 @@ class Checkpoint:
     entries_processed: int
 
 
+def _count(number: Any, field: str) -> int:
+    """A non-negative integer a JSON client can send exactly (at most 2^53-1): a larger one
+    (up to 2^64 is valid JSON) would overflow SQLite's 64-bit OFFSET deep in the stream."""
+    if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number <= MAX_SAFE_INTEGER:
+        raise InvalidPayload(field, "must be a non-negative integer of at most 2^53-1")
+    return number
+
+
 def decode_checkpoint(value: Any) -> Checkpoint:
     field = "checkpoint"
     if not isinstance(value, dict):
@@ -45,14 +54,14 @@ def decode_checkpoint(value: Any) -> Checkpoint:
     site_id = encode_site_id(decode_site_id(value.get("siteId"), f"{field}.siteId"))
     hlc = encode_hlc(decode_hlc(value.get("hlc"), f"{field}.hlc"))
     numbers = {}
-    for key in ("lastTableIndex", "lastEntryIndex", "entriesProcessed"):
-        number = value.get(key, 0)
-        if not isinstance(number, int) or isinstance(number, bool) or number < 0:
-            raise InvalidPayload(f"{field}.{key}", "must be a non-negative integer")
-        numbers[key] = number
+    for key in ("lastTableIndex", "lastEntryIndex", "entriesProcessed", "createdAt"):
+        numbers[key] = _count(value.get(key, 0), f"{field}.{key}")
     completed = value.get("completedTables", [])
-    if not isinstance(completed, list | int):
-        raise InvalidPayload(f"{field}.completedTables", "must be a list of table names or a count")
+    if isinstance(completed, list):
+        if not all(isinstance(t, str) for t in completed):
+            raise InvalidPayload(f"{field}.completedTables", "must be a list of table names or a count")
+    else:
+        _count(completed, f"{field}.completedTables")
     return Checkpoint(
         snapshot_id,
         site_id,

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import orjson
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
@@ -37,6 +37,19 @@ def _ok(data: Any) -> Response:
 
 def _error(status: int, code: str, message: str) -> Response:
     return _json({"ok": False, "error": {"code": code, "message": message}}, status)
+
+
+_CUT_SHORT = "body cut short: the client closed the connection before sending all of it"
+
+
+async def _body(request: Request) -> bytes | None:
+    """The whole body, or None when the client left before sending all of it (it sent a
+    Content-Length and closed early): that is its mistake, answered INVALID_BODY if anyone is
+    still there to read it, never a framework traceback."""
+    try:
+        return await request.body()
+    except ClientDisconnect:
+        return None
 
 
 class HttpApi:
@@ -132,8 +145,11 @@ class HttpApi:
         name = request.path_params["name"]
         body: Any = {"mode": "off"}
         if request.method != "DELETE":
+            raw = await _body(request)
+            if raw is None:
+                return _error(400, E.INVALID_BODY, _CUT_SHORT)
             try:
-                body = orjson.loads(await request.body() or b"{}")
+                body = orjson.loads(raw or b"{}")
             except orjson.JSONDecodeError:
                 return _error(400, E.INVALID_BODY, "body must be JSON")
             if not isinstance(body, dict):
@@ -208,7 +224,9 @@ class HttpApi:
         if isinstance(auth, Response):
             return auth
         database_id, _, site_id = auth
-        raw = await request.body()
+        raw = await _body(request)
+        if raw is None:
+            return _error(400, E.INVALID_BODY, _CUT_SHORT)
         if len(raw) > self.service.config.max_message_bytes:
             limit = self.service.config.max_message_bytes
             if not self.service.features.specific_errors:  # plain v1: a bad body like any other

@@ -15,6 +15,7 @@ import socket
 from pathlib import Path
 
 import uvicorn
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from coordinator.config import CoordinatorConfig
 from coordinator.ops.gc_tuning import GcTuner
@@ -47,6 +48,24 @@ class _DenialIsNotAnError(logging.Filter):
         return "returned without completing handshake" not in record.getMessage()
 
 
+class _WebSocketProtocol(WebSocketsSansIOProtocol):
+    """Uvicorn's sansio WebSocket protocol, except that a text frame which is not valid UTF-8
+    reaches the app as bytes: the app answers it like any frame that is not JSON (MESSAGE_ERROR,
+    PROTOCOL.md 3.4) and the session stays. Uvicorn itself would log a traceback at ERROR for
+    this client mistake and close with 1007."""
+
+    def send_receive_event_to_app(self) -> None:
+        if self.curr_msg_data_type == "text":
+            data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+            self.frames = [data]
+            if not data.isascii():  # ASCII is valid UTF-8 (and checking it is cheap)
+                try:
+                    data.decode()
+                except UnicodeDecodeError:
+                    self.curr_msg_data_type = "bytes"
+        super().send_receive_event_to_app()
+
+
 def bind_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -72,7 +91,7 @@ async def serve(config: CoordinatorConfig, service: CoordinatorService, sock: so
     app = CoordinatorApp(service)
     uv_config = uvicorn.Config(
         app,
-        ws="websockets-sansio",
+        ws=_WebSocketProtocol,
         http="httptools",
         lifespan="off",
         log_level="warning",

@@ -154,6 +154,16 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--token", help="token the clients present (external targets)")
     p.add_argument(
+        "--token-env",
+        metavar="NAME",
+        help="read the clients' token from this environment variable (recorded and replayed by name)",
+    )
+    p.add_argument(
+        "--admin-token-env",
+        metavar="NAME",
+        help="read the admin token (/debug/resources, failpoints) from this environment variable",
+    )
+    p.add_argument(
         "--allow-remote",
         action="store_true",
         help="allow a target outside 127.0.0.0/8 and ::1 (staging); without it only loopback is aimed at",
@@ -252,6 +262,12 @@ async def _run_files(files: list[Path], args: argparse.Namespace, console: Conso
     except ScenarioError as exc:
         console.error(f"harness: {exc}")
         return 2
+    for option, name in (("token", args.token_env), ("admin_token", args.admin_token_env)):
+        if name:
+            if os.environ.get(name) is None:
+                console.error(f"harness: --{option.replace('_', '-')}-env {name}: the variable is not set")
+                return 2
+            setattr(args, option, os.environ[name])
     profile_token: str | None = None
     if args.target_profile is not None:
         from harness.targets.profile import ProfileError, load_profile
@@ -326,6 +342,8 @@ def _shaping_options(args: argparse.Namespace) -> dict[str, Any]:
         "allow_remote": args.allow_remote,
         "token": "given" if args.token else None,
         "admin_token": "given" if args.admin_token else None,
+        "token_env": args.token_env,
+        "admin_token_env": args.admin_token_env,
     }
 
 
@@ -355,6 +373,10 @@ def _rerun(path: str, seed: int, record: RunRecord, args: argparse.Namespace) ->
         words += ["--target-profile", str(args.target_profile)]
     if args.database_prefix:
         words += ["--database-prefix", args.database_prefix]
+    if args.token_env:
+        words += ["--token-env", args.token_env]
+    if args.admin_token_env:
+        words += ["--admin-token-env", args.admin_token_env]
     for bug in args.bug:
         words += ["--bug", bug]
     if args.strict:

@@ -80,3 +80,11 @@ def test_the_cli_exits_2_with_one_line_before_starting_anything() -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert bug.returncode == 2 and "--bug nope" in bug.stderr and "Traceback" not in bug.stderr
+
+
+def test_a_token_env_var_that_is_not_set_is_named() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", "scenarios/smoke.yaml", "--token-env", "NO_SUCH_VAR_X"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and "--token-env NO_SUCH_VAR_X: the variable is not set" in done.stderr

@@ -276,3 +276,21 @@ class RawWs:
 
     def close(self) -> None:
         self.writer.close()
+
+
+# A bucket on a port where nothing listens: the S3 persistence exists, every call fails fast.
+S3_OPTIONS: dict[str, Any] = {
+    "s3_bucket": "bucket",
+    "s3_endpoint": "http://127.0.0.1:9",
+    "s3_region": "us-east-1",
+}
+
+
+@pytest.fixture
+def offline_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Test credentials and no AWS config of the machine's: boto3 never looks elsewhere."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))

@@ -26,6 +26,7 @@ from coordinator.service.session import Session
 from coordinator.storage.circuit_breaker import BackendState
 from coordinator.storage.persistence import ObjectStorePersistence
 from coordinator.storage.s3_store import S3Config
+from tests.coordinator.conftest import S3_OPTIONS
 from tests.coordinator.wire import new_site_id, write
 
 MINE = (
@@ -43,20 +44,9 @@ MINE = (
     "shutdown-loses-writes",
     "outage-loses-writes",
 )
-S3_OPTIONS: dict[str, Any] = {
-    "s3_bucket": "bucket",
-    "s3_endpoint": "http://127.0.0.1:9",
-    "s3_region": "us-east-1",
-}
 
 
-@pytest.fixture(autouse=True)
-def _aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+pytestmark = pytest.mark.usefixtures("offline_aws")
 
 
 class FakeS3:

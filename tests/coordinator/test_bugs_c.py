@@ -17,23 +17,13 @@ from coordinator.config import CoordinatorConfig
 from coordinator.protocol.changes import decode_change_sets
 from coordinator.service.coordinator import ApplyReport, CoordinatorService
 from coordinator.service.object_store import ObjectStoreBridge
+from tests.coordinator.conftest import S3_OPTIONS
 from tests.coordinator.wire import new_site_id, site_bytes, write
 
 MINE = ("apply-race", "restore-mixes-tenants")
-S3_OPTIONS: dict[str, Any] = {
-    "s3_bucket": "bucket",
-    "s3_endpoint": "http://127.0.0.1:9",
-    "s3_region": "us-east-1",
-}
 
 
-@pytest.fixture(autouse=True)
-def _aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+pytestmark = pytest.mark.usefixtures("offline_aws")
 
 
 async def _until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:

@@ -361,8 +361,9 @@ async def _preflight(scenarios: list[Any], args: argparse.Namespace, token: str 
 
 
 def _rerun(path: str, seed: int, record: RunRecord, args: argparse.Namespace) -> str:
-    """The replay command: same seed and namespace (for a fresh server; on a shared one drop
-    --namespace so the replay gets ids of its own)."""
+    """The replay command: the seed and every option that shaped the run (tokens by variable
+    name only). The namespace is kept for the bundled coordinator, which is fresh each run; an
+    external target is shared, so its replay gets ids of its own."""
     words = ["harness", "run", path, "--seed", str(seed)]
     nonce = ((record.scenario_data or {}).get("namespace") or {}).get("nonce")
     if nonce and not args.target:  # a bundled server is fresh each run; a shared one needs new ids
@@ -414,8 +415,6 @@ def _summary_lines(outcomes: list[tuple[str, RunRecord]]) -> list[str]:
 
 
 async def _probe(args: argparse.Namespace, console: Console) -> int:
-    import os
-
     from harness.targets.probe import ProbeError, probe_target
 
     admin_token = os.environ.get(args.admin_token_env) if args.admin_token_env else None

@@ -135,6 +135,8 @@ def cap_payload(
     most `cap` bytes or `cap` is None, else a stub with what the checks need."""
     if cap is None:
         return payload
+    if isinstance(raw, str) and len(raw) * 4 <= cap:
+        return payload  # at most 4 bytes a character: small without encoding it (the common frame)
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
     if data is None:
         data = _json(payload)

@@ -401,13 +401,13 @@ async def _read_server_state(run: _Run) -> None:
             database_id=database_id,
             token=_token(run, token),
         )
-        for reader, via in ((f"checker-{database}", "get_changes"), (f"state-{database}", "snapshot")):
+        for role, via in (("checker", "get_changes"), ("state", "snapshot")):
             client = SyncClient(
-                reader,
+                f"{role}-{database}",
                 config,
                 run.history,
-                run.seeds.stream(f"{reader.split('-')[0]}:{database}"),
-                site_id=run.namespace.site_id(run.seeds, f"{reader.split('-')[0]}:{database}"),
+                run.seeds.stream(f"{role}:{database}"),
+                site_id=run.namespace.site_id(run.seeds, f"{role}:{database}"),
             )
             try:
                 await asyncio.wait_for(read_server_state(client, via), CATCH_UP_S)

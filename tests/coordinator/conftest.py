@@ -294,3 +294,21 @@ def offline_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+
+
+async def swaps_applied(data_dir: Path, bugs: list[str]) -> set[str]:
+    """The bugs whose swap sites a service with S3 persistence consulted and applied: a catalogued
+    bug switched on must change something at construction."""
+    from coordinator.clock import VirtualClock
+    from coordinator.config import CoordinatorConfig
+    from coordinator.service.coordinator import CoordinatorService
+    from coordinator.service.object_store import ObjectStoreBridge
+
+    service = CoordinatorService(
+        CoordinatorConfig(data_dir=str(data_dir), bugs=bugs, **S3_OPTIONS), VirtualClock()
+    )
+    bridge = ObjectStoreBridge(service, service.config, service.clock)
+    try:
+        return set(service.bugs.applied)
+    finally:
+        await bridge.persistence.close()

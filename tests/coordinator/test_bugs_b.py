@@ -26,7 +26,7 @@ from coordinator.service.session import Session
 from coordinator.storage.circuit_breaker import BackendState
 from coordinator.storage.persistence import ObjectStorePersistence
 from coordinator.storage.s3_store import S3Config
-from tests.coordinator.conftest import S3_OPTIONS
+from tests.coordinator.conftest import S3_OPTIONS, swaps_applied
 from tests.coordinator.wire import new_site_id, write
 
 MINE = (
@@ -150,20 +150,8 @@ async def _bridge(
 
 async def test_each_bug_of_seeds_003_004_has_a_swap_site(tmp_path: Path) -> None:
     for bug_id in MINE:
-        service = CoordinatorService(
-            CoordinatorConfig(data_dir=str(tmp_path / bug_id), bugs=[bug_id], **S3_OPTIONS), VirtualClock()
-        )
-        bridge = ObjectStoreBridge(service, service.config, service.clock)
-        try:
-            assert service.bugs.applied == {bug_id}, bug_id
-        finally:
-            await bridge.persistence.close()
-    service = CoordinatorService(
-        CoordinatorConfig(data_dir=str(tmp_path / "none"), **S3_OPTIONS), VirtualClock()
-    )
-    bridge = ObjectStoreBridge(service, service.config, service.clock)
-    assert service.bugs.applied == set()
-    await bridge.persistence.close()
+        assert await swaps_applied(tmp_path / bug_id, [bug_id]) == {bug_id}, bug_id
+    assert await swaps_applied(tmp_path / "none", []) == set()
 
 
 # presence ---------------------------------------------------------------------------------------------

@@ -16,8 +16,7 @@ from coordinator.clock import VirtualClock
 from coordinator.config import CoordinatorConfig
 from coordinator.protocol.changes import decode_change_sets
 from coordinator.service.coordinator import ApplyReport, CoordinatorService
-from coordinator.service.object_store import ObjectStoreBridge
-from tests.coordinator.conftest import S3_OPTIONS
+from tests.coordinator.conftest import swaps_applied
 from tests.coordinator.wire import new_site_id, site_bytes, write
 
 MINE = ("apply-race", "restore-mixes-tenants")
@@ -37,14 +36,7 @@ async def _until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None
 
 async def test_each_bug_of_issue_9_has_a_swap_site(tmp_path: Path) -> None:
     for bug_id in MINE:
-        service = CoordinatorService(
-            CoordinatorConfig(data_dir=str(tmp_path / bug_id), bugs=[bug_id], **S3_OPTIONS), VirtualClock()
-        )
-        bridge = ObjectStoreBridge(service, service.config, service.clock)
-        try:
-            assert service.bugs.applied == {bug_id}, bug_id
-        finally:
-            await bridge.persistence.close()
+        assert await swaps_applied(tmp_path / bug_id, [bug_id]) == {bug_id}, bug_id
 
 
 async def _cell_values(service: CoordinatorService, database_id: str) -> dict[tuple[Any, str], Any]:

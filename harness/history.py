@@ -17,8 +17,42 @@ from typing import Any, Literal
 OpType = Literal["invoke", "ok", "fail", "info"]
 
 # Frames whose raw text is larger are recorded as a stub with what the checks need
-# (harness/client/capping.py says which fields): journals stay small. None keeps every frame.
+# (harness/model/capping.py says which fields): journals stay small. None keeps every frame.
 DEFAULT_PAYLOAD_CAP = 4096
+
+
+# The vocabulary: what clients write and checks read. It lives here, not in the client, so a check
+# imports it without the client (and its network stack).
+class EventKind:
+    CONNECTING = "connecting"  # {url, attempt}
+    OPEN = "open"  # {conn, url}
+    CONNECT_FAILED = "connect_failed"  # {conn, error}
+    CLOSE = "close"  # {conn, code, reason, sent_code, by_client}
+    RECONNECT = "reconnect"  # {attempt, delay}
+    RECONNECT_GAVE_UP = "reconnect_gave_up"  # {attempts, elapsed, error}
+    SESSION = "session"  # {conn, databaseId, siteId, connectionId}
+    SEQ_GAP = "seq_gap"  # {conn, expected, got}
+    SEQ_REPEAT = "seq_repeat"  # {conn, expected, got}
+    BAD_FRAME = "bad_frame"  # {conn, error}
+    READING_PAUSED = "reading_paused"  # {conn}
+    READING_RESUMED = "reading_resumed"  # {conn}
+    REPLICA = "replica"  # {source, caught_up, databaseId, uncertain, state}
+    CLOCK = "clock"  # {wall_ms}: maps this run's monotonic times to wall-clock ms
+    BEHAVIOUR_START = "behaviour_start"  # {behaviour, params}
+    BEHAVIOUR_END = "behaviour_end"  # {behaviour, reason}
+
+
+class OpName:
+    HANDSHAKE = "handshake"
+    GET_CHANGES = "get_changes"
+    APPLY = "apply"
+    SNAPSHOT = "snapshot"  # WS get_snapshot
+    RESUME_SNAPSHOT = "resume_snapshot"
+    HTTP_SNAPSHOT = "http_snapshot"
+    HTTP_GET_CHANGES = "http_get_changes"
+    HTTP_APPLY = "http_apply"
+    PING = "ping"
+    SEND_RAW = "send_raw"  # a deliberately malformed or unusual frame, answered by an error
 
 
 @dataclass(slots=True)

@@ -22,9 +22,8 @@ from harness.checks.registry import Param, register
 from harness.checks.result import CheckResult
 from harness.checks.verdict import failed, passed, unknown
 from harness.checks.views import Apply, applies, connections, disturbed
-from harness.client.codec import CodecError, hlc_key
-from harness.client.recorder import OpName
-from harness.history import History, Op
+from harness.history import History, Op, OpName
+from harness.model.codec import CodecError, hlc_key
 
 HTTP_OPS = frozenset({OpName.HTTP_APPLY, OpName.HTTP_GET_CHANGES, OpName.HTTP_SNAPSHOT})
 SNAPSHOT_OPS = frozenset({OpName.SNAPSHOT, OpName.RESUME_SNAPSHOT, OpName.HTTP_SNAPSHOT})

@@ -13,8 +13,7 @@ from harness.checks.registry import Param, register
 from harness.checks.result import CheckResult
 from harness.checks.verdict import failed, passed, unknown, unsupported
 from harness.checks.views import applies, backend_windows
-from harness.client.recorder import OpName
-from harness.history import History
+from harness.history import History, OpName
 
 
 @register(

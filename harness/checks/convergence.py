@@ -12,10 +12,9 @@ from harness.checks.registry import Param, register
 from harness.checks.result import CheckResult
 from harness.checks.verdict import failed, passed, unknown
 from harness.checks.views import applies
-from harness.client.codec import hlc_key
-from harness.client.recorder import EventKind
-from harness.client.replica import CellKey, Replica, change_cell
-from harness.history import Event, History
+from harness.history import Event, EventKind, History
+from harness.model.codec import hlc_key
+from harness.model.replica import CellKey, Replica, change_cell
 
 SERVER_SOURCES = ("server", "snapshot")
 

@@ -17,9 +17,9 @@ from harness.checks.registry import register
 from harness.checks.result import CheckResult
 from harness.checks.verdict import failed, passed, unknown
 from harness.checks.views import applies
-from harness.client.codec import CodecError, hlc_key
-from harness.client.replica import change_cell
 from harness.history import History
+from harness.model.codec import CodecError, hlc_key
+from harness.model.replica import change_cell
 
 Origin = tuple[tuple[str, ...], bytes]  # (cell or row key, HLC)
 

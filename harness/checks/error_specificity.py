@@ -12,8 +12,7 @@ from harness.checks.registry import Param, register
 from harness.checks.result import CheckResult
 from harness.checks.verdict import failed, passed, unknown
 from harness.checks.views import Connection, connections, disturbed
-from harness.client.recorder import OpName
-from harness.history import History, Op
+from harness.history import History, Op, OpName
 
 # Codes any request may get whatever it asked.
 ANY_REQUEST = {"RATE_LIMITED", "NOT_AUTHENTICATED", "NOT_AUTHORIZED"}

@@ -15,8 +15,7 @@ from harness.checks.registry import Param, register
 from harness.checks.result import CheckResult
 from harness.checks.verdict import failed, passed, unknown
 from harness.checks.views import disturbed
-from harness.client.recorder import OpName
-from harness.history import History
+from harness.history import History, OpName
 
 SNAPSHOT_OPS = (OpName.SNAPSHOT, OpName.RESUME_SNAPSHOT, OpName.HTTP_SNAPSHOT)
 # Endings that mean the stream stopped without footer and without error.

@@ -11,8 +11,7 @@ from harness.checks.registry import Param, register
 from harness.checks.result import CheckResult
 from harness.checks.verdict import failed, passed, unknown
 from harness.checks.views import disturbed
-from harness.client.recorder import OpName
-from harness.history import History, Op
+from harness.history import History, Op, OpName
 
 WORK_OPS = (
     OpName.HANDSHAKE,

@@ -10,8 +10,7 @@ from harness.checks.registry import register
 from harness.checks.result import CheckResult
 from harness.checks.verdict import failed, passed, unknown
 from harness.checks.views import connections
-from harness.client.recorder import OpName
-from harness.history import History, Message
+from harness.history import History, Message, OpName
 
 REFUSALS = {"AUTH_FAILED", "NOT_AUTHORIZED"}
 HTTP_OPS = (OpName.HTTP_GET_CHANGES, OpName.HTTP_APPLY, OpName.HTTP_SNAPSHOT)

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.checks.observations import Observations
-from harness.client.recorder import EventKind, OpName
-from harness.history import Event, FaultWindow, History, Message, Op
+from harness.history import Event, EventKind, FaultWindow, History, Message, Op, OpName
 
 BACKEND_MARKERS = ("s3", "object-store", "backend")
 PROCESS_KINDS = ("sigterm", "sigkill", "sigstop", "restart", "kill", "shutdown", "pause", "crash")

@@ -15,8 +15,8 @@ from harness.checks.s3_contents import replicas_from_objects
 from harness.checks.shutdown import graceful_stops
 from harness.checks.verdict import failed, passed, unknown
 from harness.checks.views import Apply, applies, backend_windows
-from harness.client.replica import Replica, change_cell
 from harness.history import History
+from harness.model.replica import Replica, change_cell
 
 
 def owed_to_s3(history: History, obs: Observations, flush_bound_s: float) -> list[Apply]:

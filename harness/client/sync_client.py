@@ -24,13 +24,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from harness.client.backoff import Backoff
-from harness.client.changesets import ChangeSet, ChangeSetBuilder, HlcClock
-from harness.client.codec import CodecError, encode_b64, encode_site_id, hlc_key
 from harness.client.http_api import HttpApi, http_base_from_ws
-from harness.client.recorder import EventKind, OpName, Recorder
-from harness.client.replica import Replica, change_cell
+from harness.client.recorder import Recorder
 from harness.client.snapshot import SnapshotReader
-from harness.history import History
+from harness.history import EventKind, History, OpName
+from harness.model.changesets import ChangeSet, ChangeSetBuilder, HlcClock
+from harness.model.codec import CodecError, encode_b64, encode_site_id, hlc_key
+from harness.model.replica import Replica, change_cell
 
 # Answers to requests; everything else is a server-initiated message.
 _ANSWER_TYPES = frozenset(

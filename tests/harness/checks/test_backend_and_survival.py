@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from harness.checks.observations import ProcessEvent, S3Request, Sample
-from harness.client.recorder import OpName
+from harness.history import OpName
 from tests.harness.checks.script import Script, run
 
 

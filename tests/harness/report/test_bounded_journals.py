@@ -17,10 +17,10 @@ import orjson
 from harness.checks import Observations, load_all, run_check
 from harness.checks.capabilities import REFERENCE_COORDINATOR
 from harness.client.behaviours import BadInput, Reader, Snapshotter, Subscriber, Writer, catch_up_all
-from harness.client.capping import CAPPED, cap_history, cap_payload, is_capped
-from harness.client.recorder import OpName, Recorder
+from harness.client.recorder import Recorder
 from harness.client.sync_client import ClientConfig, SyncClient
-from harness.history import DEFAULT_PAYLOAD_CAP, History
+from harness.history import DEFAULT_PAYLOAD_CAP, History, OpName
+from harness.model.capping import CAPPED, cap_history, cap_payload, is_capped
 from harness.report import load_journal, record_from_journal, write_run_report
 from harness.report.journal import JOURNAL_NAME, dumps_journal, journal_path
 from tests.harness.checks.script import Script

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from harness.client.codec import (
+from harness.model.codec import (
     HLC,
     CodecError,
     SqlValue,

@@ -36,9 +36,9 @@ from typing import Any
 
 import orjson
 
-from harness.client.changesets import ChangeSet
-from harness.client.codec import CodecError
-from harness.history import DEFAULT_PAYLOAD_CAP, History, Op
+from harness.history import DEFAULT_PAYLOAD_CAP, History, Op, OpName
+from harness.model.changesets import ChangeSet
+from harness.model.codec import CodecError
 
 CAPPED = "$capped"
 SMALL_FIELD_BYTES = 256
@@ -180,8 +180,6 @@ def cap_history(history: History, cap: int | None = DEFAULT_PAYLOAD_CAP) -> Hist
     """A copy of `history` as it would have been recorded with `cap`: its messages, and the
     `get_changes` answers its ops repeat, capped; everything else shared. For shrinking a full
     history after the fact, and for proving that capping changes no check's verdict."""
-    from harness.client.recorder import OpName  # the recorder imports this module
-
     out = History(payload_cap=cap)
     out._clock, out._t0 = history._clock, history._t0  # the same run clock: checks read now()
 

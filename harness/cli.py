@@ -505,6 +505,7 @@ def _list(args: argparse.Namespace, console: Console) -> int:
                                 k: {"default": p.default, "description": p.description}
                                 for k, p in c.params.items()
                             },
+                            "excuses": [p.to_json() for p in c.excuses],
                         }
                         for c in checks.values()
                     ],
@@ -526,6 +527,10 @@ def _list(args: argparse.Namespace, console: Console) -> int:
         console.line(f"  {c.name} [{c.family}]: {c.description}")
         for name, param in c.params.items():
             console.line(f"      {name} = {param.default!r}: {param.description}")
+        for policy in c.excuses or ():
+            console.line(f"      excuse: {policy.describe()}")
+        if not c.excuses:
+            console.line("      excuse: no fault excuses a miss")
     console.line("\nFaults:")
     for line in format_fault_catalog().splitlines():
         console.line(f"  {line}")

@@ -93,16 +93,68 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+# Fault kind -> family (the fault class's `Fault.family`), for windows recorded without one:
+# journals written before windows carried it, and hand-made histories. A test keeps it equal to
+# the fault registry (harness/faults/registry.py), which the history may not import.
+FAULT_FAMILIES: dict[str, str] = {
+    "latency": "network",
+    "jitter": "network",
+    "bandwidth": "network",
+    "slow_close": "network",
+    "timeout": "network",
+    "reset_peer": "network",
+    "slicer": "network",
+    "limit_data": "network",
+    "proxy_down": "network",
+    "s3_outage": "s3",
+    "s3_error": "s3",
+    "s3_slowdown": "s3",
+    "s3_latency": "s3",
+    "s3_drop": "s3",
+    "kill": "process",
+    "pause": "process",
+    "terminate": "process",
+    "restart": "process",
+    "disk_loss": "process",
+    "failpoint": "failpoint",
+}
+UNKNOWN_FAMILY = "unknown"  # a kind the table does not know (a newer harness's journal)
+SLOWING_KINDS = frozenset({"latency", "jitter"})  # network faults that delay and lose nothing
+
+
+def observable_effect(kind: str, params: dict[str, Any]) -> bool:
+    """Whether a fault of `kind` can show as a failure (an error, a drop, a lost message) rather
+    than only as a delay: latency, jitter and a failpoint in delay mode only slow things down.
+    The fault classes say the same for themselves (`Fault.observable`); this is for windows
+    recorded without it."""
+    if kind in SLOWING_KINDS:
+        return False
+    return not (kind == "failpoint" and str(params.get("mode", "error")).lower() == "delay")
+
+
 @dataclass(slots=True)
 class FaultWindow:
-    """An interval during which a fault was in force. `end` is None while it still is."""
+    """An interval during which a fault was in force. `end` is None while it still is.
+
+    `family` is the fault class's (network, s3, process, failpoint) and `observable` says
+    whether its effect can be a failure rather than only a delay; checks decide what a window
+    excuses from these two and the target, never from the kind's spelling. Missing (an old
+    journal), they are derived from the kind."""
 
     id: int
-    kind: str  # e.g. "latency", "s3-outage", "sigstop", "failpoint"
+    kind: str  # e.g. "latency", "s3_outage", "terminate", "failpoint"
     target: str  # proxy name, "s3", "coordinator", failpoint name
     params: dict[str, Any]
     start: float
     end: float | None = None
+    family: str = ""
+    observable: bool | None = None
+
+    def __post_init__(self) -> None:
+        if not self.family:
+            self.family = FAULT_FAMILIES.get(self.kind, UNKNOWN_FAMILY)
+        if self.observable is None:
+            self.observable = observable_effect(self.kind, self.params)
 
 
 class History:
@@ -149,8 +201,18 @@ class History:
         return ev
 
     # faults ---------------------------------------------------------------------------------
-    def fault_started(self, kind: str, target: str, params: dict[str, Any]) -> FaultWindow:
-        window = FaultWindow(len(self.faults) + 1, kind, target, dict(params), self.now())
+    def fault_started(
+        self,
+        kind: str,
+        target: str,
+        params: dict[str, Any],
+        family: str = "",
+        observable: bool | None = None,
+    ) -> FaultWindow:
+        """Open a window; without `family` / `observable` they are derived from the kind."""
+        window = FaultWindow(
+            len(self.faults) + 1, kind, target, dict(params), self.now(), None, family, observable
+        )
         self.faults.append(window)
         return window
 

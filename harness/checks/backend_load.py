@@ -20,6 +20,7 @@ from harness.history import History, OpName
     "object-store-not-hammered",
     "backend-load",
     "during an S3 outage the target's S3 request rate stays under a bound",
+    excuses=(),  # no fault excuses a miss it judges
     max_rate_per_s=Param(5.0, "most S3 requests per second during an outage"),
     min_window_s=Param(2.0, "shorter outages are not judged (too short for a rate)"),
 )
@@ -80,6 +81,7 @@ READ_OPS = (
     "storage-reads-bounded",
     "backend-load",
     "storage reads not explained by clients' read requests stay under a bound per client event",
+    excuses=(),  # no fault excuses a miss it judges
     read_metric=Param(r"(?i)(storage|store|state).*(read|load)", "regex of counters of storage reads"),
     max_unexplained_per_event=Param(0.5, "most reads per handshake or write beyond one per read request"),
     min_events=Param(20, "fewer events than this give no verdict"),

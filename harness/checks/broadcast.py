@@ -8,18 +8,26 @@ from typing import Any
 
 from harness.checks import capabilities as cap
 from harness.checks.delivery import expected_deliveries
+from harness.checks.excuses import DEFAULT_EXCUSED, WITHOUT_FAILPOINTS, ExcusePolicy, excuses
 from harness.checks.observations import Observations
 from harness.checks.registry import Param, register
 from harness.checks.result import CheckResult
 from harness.checks.verdict import failed, passed, unknown, unsupported
-from harness.checks.views import applies, connections, disturbed, fault_delay_s
+from harness.checks.views import applies, connections, fault_delay_s
 from harness.history import History
+
+# A fault on one client's own proxy excuses only that client's deliveries (per_client).
+LATE_DELIVERY = ExcusePolicy("a late or missing delivery (with excuse_faults)", WITHOUT_FAILPOINTS)
+FAILPOINT_MISS = ExcusePolicy(
+    "a miss while a failpoint is on, up to failpoint_misses_per_write per write", DEFAULT_EXCUSED
+)
 
 
 @register(
     "broadcast-delivery",
     "broadcast",
     "every session live during a write of another site receives it within the bound",
+    excuses=(LATE_DELIVERY, FAILPOINT_MISS),
     delivery_bound_s=Param(5.0, "longest write-to-push delay before a push counts as missing"),
     excuse_faults=Param(True, "pairs overlapping a non-S3 fault or process action are excused"),
     failpoint_misses_per_write=Param(
@@ -46,8 +54,8 @@ def broadcast_delivery(history: History, obs: Observations, params: dict[str, An
         if conn.paused_during(sent, sent + bound):
             continue
         involved = (delivery.apply.process, conn.process)
-        if params["excuse_faults"] and disturbed(
-            history, obs, sent, sent + bound, include_failpoints=False, processes=involved
+        if params["excuse_faults"] and excuses(
+            LATE_DELIVERY, history, obs, sent, sent + bound, processes=involved
         ):
             continue
         judged += 1
@@ -55,7 +63,8 @@ def broadcast_delivery(history: History, obs: Observations, params: dict[str, An
         if latency is None or latency > bound:
             op_id = delivery.apply.invoked.op_id
             failpoint_on = (
-                disturbed(history, obs, sent, sent + bound, processes=involved) and params["excuse_faults"]
+                excuses(FAILPOINT_MISS, history, obs, sent, sent + bound, processes=involved)
+                and params["excuse_faults"]
             )
             if failpoint_on and excused_misses.get(op_id, 0) < int(params["failpoint_misses_per_write"]):
                 excused_misses[op_id] = excused_misses.get(op_id, 0) + 1
@@ -87,6 +96,7 @@ HTTP_SLACK_S = 1.0
     "ordered-seq",
     "broadcast",
     "per connection, push seq goes +1 each time: no repeat; a gap only for the session's own writes",
+    excuses=(),  # no fault excuses a miss it judges
 )
 def ordered_seq(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
     name = "ordered-seq"

@@ -43,6 +43,7 @@ def _origins(history: History) -> dict[Origin, set[str]]:
     "database-isolation",
     "tenancy",
     "a database's final state holds no change that was sent only to another database (restores included)",
+    excuses=(),  # no fault excuses a miss it judges
 )
 def database_isolation(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
     name = "database-isolation"

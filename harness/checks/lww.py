@@ -190,6 +190,7 @@ def judge_database(
     "lww-final-state",
     "convergence",
     "the server's final state holds, per cell, the largest-HLC value it acknowledged (last writer wins)",
+    excuses=(),  # no fault excuses a miss it judges
     tombstone_policy=POLICY_PARAM,
     other_writers=Param(
         False,

@@ -7,12 +7,15 @@ from __future__ import annotations
 from typing import Any
 
 from harness.checks import capabilities as cap
+from harness.checks.excuses import DEFAULT_EXCUSED, ExcusePolicy, excuses
 from harness.checks.observations import Observations
 from harness.checks.registry import Param, register
 from harness.checks.result import CheckResult
 from harness.checks.verdict import failed, passed, unknown, unsupported
-from harness.checks.views import connections, disturbed, wall_offset_ms
+from harness.checks.views import connections, wall_offset_ms
 from harness.history import History
+
+LATE_LEAVE = ExcusePolicy("a leave not seen by every other session within its bound", DEFAULT_EXCUSED)
 
 
 def _ids(payload: dict[str, Any]) -> set[str]:
@@ -23,6 +26,7 @@ def _ids(payload: dict[str, Any]) -> set[str]:
     "presence-accuracy",
     "presence",
     "presence timestamps are truthful and a leave reaches every other session within its bound",
+    excuses=(LATE_LEAVE,),
     leave_bound_s=Param(2.0, "longest time from a session's close to a presence without it"),
     clock_tolerance_s=Param(1.0, "allowed difference between joinedAt/lastSeen and what the clients saw"),
 )
@@ -78,7 +82,7 @@ def presence_accuracy(history: History, obs: Observations, params: dict[str, Any
             continue
         gone = str(leaver.connection_id)
         deadline = leaver.closed_at + bound
-        if deadline > end or disturbed(history, obs, leaver.closed_at, deadline):
+        if deadline > end or excuses(LATE_LEAVE, history, obs, leaver.closed_at, deadline):
             continue
         for observer in conns:
             if observer is leaver or observer.database_id != leaver.database_id:

@@ -40,6 +40,7 @@ def _foreign(value: Any) -> bool:
     "tenant-isolation",
     "tenancy",
     "a token for one database is refused on another and never sees or changes its data",
+    excuses=(),  # no fault excuses a miss it judges
 )
 def tenant_isolation(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
     name = "tenant-isolation"

@@ -51,6 +51,7 @@ def _problems(kind: str, payload: dict[str, Any]) -> list[str]:
     "well-formed-messages",
     "wire",
     "every frame the target sends is JSON and parses with the harness's strict codec",
+    excuses=(),  # no fault excuses a miss it judges
 )
 def well_formed_messages(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
     name = "well-formed-messages"

@@ -78,6 +78,7 @@ def _missing(
     "no-lost-write",
     "writes",
     "every acknowledged change is visible in the server's final state (and in S3 when owned)",
+    excuses=(),  # no fault excuses a miss it judges
     check_s3=Param(
         True, "also look for each acknowledged change in the object store when the harness owns it"
     ),
@@ -131,6 +132,7 @@ def no_lost_write(history: History, obs: Observations, params: dict[str, Any]) -
     "durability",
     "writes",
     "acknowledged changes reach S3: all of them after a graceful shutdown or once an S3 outage is over",
+    excuses=(),  # no fault excuses a miss it judges
     flush_bound_s=Param(
         10.0, "S3 may lag an acknowledgement (or the end of the outage that held it) by this much"
     ),

@@ -19,7 +19,7 @@ def test_regular_heartbeats_pass() -> None:
 
 def test_heartbeats_stopping_during_an_s3_outage_fail() -> None:
     s = _beats([1.0, 2.0, 6.0, 7.0], 7.5)
-    s.fault("s3-outage", "s3", 2.5, 5.5)
+    s.fault("s3_outage", "s3", 2.5, 5.5)
     result = run(s, "heartbeat-continuity", interval_s=1.0, factor=2.0)
     assert result.status == "fail"
     assert result.evidence[0]["gap_s"] == 4.0 and result.detected_at == 4.0

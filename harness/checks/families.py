@@ -11,6 +11,8 @@ from harness.checks import (  # noqa: F401
     failure_visibility,
     heartbeats,
     lww,
+    no_echo,
+    paging,
     presence,
     resources,
     shutdown,

@@ -16,7 +16,8 @@ read comes from ops, events and observations, which are not capped):
 - well-formed-messages parses every change set with the strict codec, also those of HTTP
   `get_changes` answers (an op's value, capped the same way by `cap_http_changes`). A change set is
   therefore parsed here, when recorded: a well-formed one becomes
-  `{siteId, transactionId, hlc, "$capped": {"changes": n, "migrations": m}}` (values dropped),
+  `{siteId, transactionId, hlc, "$capped": {"changes": n, "migrations": m, "maxHlc": h}}`
+  (values dropped; `maxHlc`, the largest change HLC, is what changes-paging follows pages by),
   a malformed one is kept whole, so the check judges exactly what it would judge uncapped.
 
 Top-level fields of any capped frame are kept when their JSON is at most `SMALL_FIELD_BYTES`
@@ -37,7 +38,7 @@ from typing import Any
 import orjson
 
 from harness.client.changesets import ChangeSet
-from harness.client.codec import CodecError
+from harness.client.codec import CodecError, hlc_key
 from harness.history import DEFAULT_PAYLOAD_CAP, History, Op
 
 CAPPED = "$capped"
@@ -65,14 +66,18 @@ def _change_set_stub(change_set: Any) -> Any:
         return change_set  # the evidence well-formed-messages reports: kept whole
     changes = change_set.get("changes")
     migrations = change_set.get("schemaMigrations")
+    info: dict[str, Any] = {
+        "changes": len(changes) if isinstance(changes, list) else 0,
+        "migrations": len(migrations) if isinstance(migrations, list) else 0,
+    }
+    top = max(((hlc_key(c["hlc"]), c["hlc"]) for c in changes or [] if isinstance(c, dict)), default=None)
+    if top is not None:
+        info["maxHlc"] = top[1]  # where the next page starts: changes-paging follows sequences
     return {
         "siteId": change_set.get("siteId"),
         "transactionId": change_set.get("transactionId"),
         "hlc": change_set.get("hlc"),
-        CAPPED: {
-            "changes": len(changes) if isinstance(changes, list) else 0,
-            "migrations": len(migrations) if isinstance(migrations, list) else 0,
-        },
+        CAPPED: info,
     }
 
 

@@ -17,6 +17,7 @@ from harness.checks import (  # noqa: F401
     resources,
     shutdown,
     slow_clients,
+    snapshots,
     streams,
     survival,
     tenant_isolation,

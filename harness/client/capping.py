@@ -13,6 +13,9 @@ read comes from ops, events and observations, which are not capped):
   lastSeen), kept whole, as are `presence_delta.joined`/`left`; degradation, shutdown,
   slow-client: `notice.code`, `heartbeat.backend` (small scalars, kept); error-specificity:
   `error.fatal`; heartbeat-continuity: message times only.
+- snapshot-exactness: per `snapshot_chunk` of type `column-versions`, `$cells`: one
+  `[column, hlc, pk, value digest]` per entry (`value_digest`), and of type `tombstone`,
+  `$tombs`: one `[pk, hlc]` per entry (schema, table and the small chunk fields are kept).
 - well-formed-messages parses every change set with the strict codec, also those of HTTP
   `get_changes` answers (an op's value, capped the same way by `cap_http_changes`). A change set is
   therefore parsed here, when recorded: a well-formed one becomes
@@ -50,6 +53,12 @@ def _json(value: Any) -> bytes:
         return orjson.dumps(value)
     except TypeError:
         return repr(value).encode("utf-8")
+
+
+def value_digest(value: Any) -> str:
+    """A short digest of a wire SQL value: what a capped snapshot entry keeps of its value, so
+    snapshot-exactness compares values by digest on capped and whole histories alike."""
+    return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 
 def is_capped(payload: Any) -> bool:
@@ -97,6 +106,13 @@ def _chunk(payload: dict[str, Any]) -> dict[str, Any]:
     if isinstance(entries, list):
         kept["$entries"] = len(entries)
         dropped = [d for d in dropped if d != "entries"]
+        rows = [e for e in entries if isinstance(e, dict)]
+        if rows and chunk.get("type") == "column-versions":
+            kept["$cells"] = [
+                [e.get("column"), e.get("hlc"), e.get("pk"), value_digest(e.get("value"))] for e in rows
+            ]
+        elif rows and chunk.get("type") == "tombstone":
+            kept["$tombs"] = [[e.get("pk"), e.get("hlc")] for e in rows]
     if dropped:
         kept["$dropped"] = dropped
     return {"chunk": kept}

@@ -67,11 +67,15 @@ class Stream:
         return next((c for _, c in self.chunks if c.get("type") == "header"), None)
 
 
-def ws_streams(history: History) -> list[Stream]:
-    """Every WS snapshot and resumed snapshot, with the chunk frames it received."""
+def ws_streams(history: History, with_http: bool = False) -> list[Stream]:
+    """Every WS snapshot and resumed snapshot, with the chunk frames it received (and with
+    `with_http` the HTTP streams too, without chunks: the history records none of theirs)."""
     conns = connections(history)
     out: list[Stream] = []
     for invoked, completed in history.pairs():
+        if invoked.f == OpName.HTTP_SNAPSHOT and with_http:
+            out.append(Stream(invoked, completed, None, []))
+            continue
         if invoked.f not in WS_OPS:
             continue
         conn = None
@@ -285,23 +289,31 @@ def _row(change: dict[str, Any]) -> Row:
     return (str(change.get("schema")), str(change.get("table")), pk_key(change.get("pk")))
 
 
-def judge_content(got: Content, model: Model, at: bytes, policy: str | None) -> tuple[list[str], int, int]:
-    """(problems, entries judged, cells of deleted rows left out) of `got` against the model at `at`."""
+def sent_once(got: Content, at: bytes | None) -> list[str]:
+    """Problems of a stream's entries on their own: sent twice, or (with `at`) newer than the
+    header's HLC."""
     problems: list[str] = []
-    judged = left_out = 0
     for cell, entries in got.cells.items():
         if len(entries) > 1:
             problems.append(f"cell {list(cell)} sent {len(entries)} times")
     for row, hlcs in got.tombs.items():
         if len(hlcs) > 1:
             problems.append(f"tombstone {list(row)} sent {len(hlcs)} times")
+    if at is None:
+        return problems
     for cell, entries in got.cells.items():
-        for hlc, _ in entries:
-            if hlc > at:
-                problems.append(f"cell {list(cell)} newer than the header's HLC")
+        if any(hlc > at for hlc, _ in entries):
+            problems.append(f"cell {list(cell)} newer than the header's HLC")
     for row, hlcs in got.tombs.items():
         if any(h > at for h in hlcs):
             problems.append(f"tombstone {list(row)} newer than the header's HLC")
+    return problems
+
+
+def judge_content(got: Content, model: Model, at: bytes, policy: str | None) -> tuple[list[str], int, int]:
+    """(problems, entries judged, cells of deleted rows left out) of `got` against the model at `at`."""
+    problems = sent_once(got, at)
+    judged = left_out = 0
 
     def tomb_at(row: Row) -> tuple[bytes | None, bool]:
         """The row's newest delete at `at`, and whether uncertain deletes could be newer."""
@@ -382,11 +394,23 @@ def _excused_resume(stream: Stream, previous: list[Stream], writes: list[Apply])
     )
 
 
-def _server_restarted(obs: Observations, stream: Stream) -> bool:
-    """The excuse of the content part, in one place: after a kill or restart, changes the stream
-    held may be gone from the final log (writes never acknowledged need not survive)."""
+def _server_restarted(obs: Observations, stream: Stream, log_read_at: float | None) -> bool:
+    """The excuse of the content part, in one place: after a kill or restart between the stream
+    and the final log read, changes the stream held may be gone from the log (writes never
+    acknowledged need not survive). The graceful shutdown after the final reads is no excuse."""
     start = stream.invoked.time
-    return any(e.kind not in ("start", "sigstop", "sigcont") and e.time >= start for e in obs.process)
+    end = log_read_at if log_read_at is not None else float("inf")
+    return any(e.kind not in ("start", "sigstop", "sigcont") and start <= e.time <= end for e in obs.process)
+
+
+def log_read_time(history: History, database: str | None) -> float | None:
+    """When the runner's final log read of `database` began."""
+    times = [
+        p.invoked.time
+        for p in pages(history)
+        if p.invoked.process.startswith(CHECKER_PREFIX) and p.database == database
+    ]
+    return min(times) if times else None
 
 
 def _same_checkpoint(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
@@ -412,6 +436,10 @@ def _chain(stream: Stream, all_streams: list[Stream]) -> list[Stream] | None:
         if not before:
             return None
         current = before[-1]
+        if current.invoked.f == OpName.HTTP_SNAPSHOT and int(
+            (current.outcome.get("checkpoint") or {}).get("entriesProcessed") or 0
+        ):
+            return None  # its entries are not in the history
         chain.insert(0, current)
     return chain
 
@@ -427,6 +455,7 @@ def snapshot_exactness(history: History, obs: Observations, params: dict[str, An
     name = "snapshot-exactness"
     policy = check_policy(params)
     all_streams = ws_streams(history)
+    with_http = ws_streams(history, with_http=True)
     all_writes = applies(history)
     writes: dict[str, Apply] = {}
     for w in all_writes:
@@ -453,18 +482,26 @@ def snapshot_exactness(history: History, obs: Observations, params: dict[str, An
         database = stream.conn.database_id if stream.conn is not None else None
         got = content(stream)
         chain: list[Stream] | None = []
+        alone = None  # a resumed stream judged by itself: "first part unknown" or "written between"
         if stream.invoked.f == OpName.RESUME_SNAPSHOT:
-            chain = _chain(stream, all_streams)
+            chain = _chain(stream, with_http)
             if chain is None:
-                notes.add("a resumed stream whose first part is not in the history: only itself judged")
+                alone = "a resumed stream whose first part is not in the history: only itself judged"
             elif _excused_resume(stream, chain, all_writes):
-                notes.add("a database written between a cut and its resume: that union not judged")
-                chain = None
+                alone = "a database written between a cut and its resume: that resume judged for repeats only"
             else:
                 for earlier in chain:
-                    got.add(content(earlier))
-        if _server_restarted(obs, stream):
+                    # tombstones are not covered by a checkpoint (3.3 names tables and entries):
+                    # a resume sends them all again, so a chain's come from its last stream
+                    part = content(earlier)
+                    part.tombs = {}
+                    got.add(part)
+        if alone is not None:
+            notes.add(alone)
+            problems += sent_once(got, at if alone.startswith("a resumed") else None)
+        elif _server_restarted(obs, stream, log_read_time(history, database)):
             notes.add("the server was killed or restarted after a stream: its content not judged")
+            problems += sent_once(got, at)
         elif got.unreadable:
             notes.add("entries without kept content (capped without $cells): content not judged")
         elif at is not None and database is not None:
@@ -472,12 +509,7 @@ def snapshot_exactness(history: History, obs: Observations, params: dict[str, An
             model = build_model(history, database, asked, writes)
             if model is None:
                 notes.add(f"no final log read of {database}: content not judged")
-            elif chain is None:
-                # judge only what the resumed stream sent: nothing repeated or from after its HLC
-                found, n, out = judge_content(got, Model(unknown_rows=set()), at, policy)
-                problems += [
-                    p for p in found if "missing" not in p and "not the state" not in p and "differs" not in p
-                ]
+                problems += sent_once(got, at)
             else:
                 found, n, out = judge_content(got, model, at, policy)
                 problems += found

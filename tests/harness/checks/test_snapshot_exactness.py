@@ -274,3 +274,18 @@ def test_no_snapshot_is_unknown_and_no_log_leaves_content_unknown() -> None:
     _stream(s2, "r", _chunks(log[-1]["hlc"], _good_entries(log), [_tomb(delete)]))
     result = run(s2, "snapshot-exactness", tombstone_policy="revive")
     assert result.status == "unknown" and "no final log" in result.summary
+
+
+def test_a_kill_between_the_stream_and_the_log_read_excuses_content_but_a_later_shutdown_does_not() -> None:
+    from harness.checks.observations import ProcessEvent
+
+    s, log, delete = _world()
+    s.at(10.0)
+    entries = _good_entries(log)[::2]  # a cell missing
+    _stream(s, "r", _chunks(log[-1]["hlc"], entries, [_tomb(delete)]))
+    _finish(s, log)
+    s.obs.process.append(ProcessEvent(30.0, "sigterm", None, True))  # the graceful end, after the reads
+    assert run(s, "snapshot-exactness", tombstone_policy="revive").status == "fail"
+    s.obs.process.append(ProcessEvent(15.0, "sigkill", None, True))
+    result = run(s, "snapshot-exactness", tombstone_policy="revive")
+    assert result.status == "unknown" and "killed or restarted" in result.summary

@@ -235,3 +235,24 @@ def test_a_final_read_of_the_change_log_alone_cannot_show_a_race() -> None:
     s.at(3.0).replica("checker-db1", [wa, wb], source="server")
     result = run(s, "lww-final-state")
     assert result.status == "unknown" and "snapshot" in result.summary
+
+
+def _tie_arrival_order(final_from: str) -> Script:
+    """Tied (wallTime, counter): b (larger site id) applies first, then a's write is
+    acknowledged as applied too. `final_from`: whose value the server's cell was left with."""
+    s = Script()
+    s.connect("a").connect("b")
+    s.at(1.0)
+    wa = s.raced_change_set("a", WALL, 3, value="from a")
+    wb = s.raced_change_set("b", WALL, 3, value="from b")
+    s.http_apply("b", [wb], applied=1)
+    s.at(1.5).apply("a", [wa], applied=1)
+    s.at(3.0).replica("state-db1", [wa if final_from == "a" else wb], source="snapshot")
+    return s
+
+
+def test_lww_tie_lost_by_the_later_writer_with_the_smaller_site_id_fails() -> None:
+    """A server that breaks the tie by arrival (the later write wins) fails: the site id decides."""
+    wrong = run(_tie_arrival_order("a"), "lww-final-state")
+    assert wrong.status == "fail" and wrong.evidence[0]["found"] == "from a"
+    assert run(_tie_arrival_order("b"), "lww-final-state").status == "pass"

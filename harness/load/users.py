@@ -340,20 +340,22 @@ class _HttpUser(_Identity, HttpUser):
         if PARAMS.token:
             self.headers["Authorization"] = f"Bearer {PARAMS.token}"
 
-    def _answer(self, response: Any) -> dict[str, Any] | None:
-        """The `data` of an ok answer; otherwise the response is marked failed with its code."""
+    def _answer(self, response: Any) -> tuple[Any, dict[str, Any] | None, str | None]:
+        """(body, the `data` of an ok answer, error code); a failed answer marks the response
+        failed with its protocol code."""
         try:
             body = response.json()
         except ValueError:
-            response.failure(ProtocolError(f"HTTP_{response.status_code}"))
-            return None
+            body = None
         if not isinstance(body, dict) or body.get("ok") is not True:
             error = body.get("error") if isinstance(body, dict) else None
-            code = error.get("code") if isinstance(error, dict) else None
-            response.failure(ProtocolError(str(code or f"HTTP_{response.status_code}")))
-            return None
+            code = str(
+                (error.get("code") if isinstance(error, dict) else None) or f"HTTP_{response.status_code}"
+            )
+            response.failure(ProtocolError(code))
+            return body, None, code
         data = body.get("data")
-        return data if isinstance(data, dict) else {}
+        return body, data if isinstance(data, dict) else {}, None
 
 
 class HttpWriter(_HttpUser):
@@ -368,11 +370,12 @@ class HttpWriter(_HttpUser):
             f"/{self.database}/changes", json={"changes": [cs]}, headers=self.headers,
             name="apply->ack", catch_response=True, timeout=REQUEST_TIMEOUT_S,
         ) as response:  # fmt: skip
-            data = self._answer(response)
+            body, data, code = self._answer(response)
+            answer = {"status": response.status_code, "body": body}
             if data is None:
-                SAMPLE.complete(op, self.process, "http_apply", "fail", None, "http_error")
+                SAMPLE.complete(op, self.process, "http_apply", "fail" if body else "info", answer, code)
                 return
-            SAMPLE.complete(op, self.process, "http_apply", "ok", data)
+            SAMPLE.complete(op, self.process, "http_apply", "ok", answer)
             if data.get("applied") != 1:
                 response.failure(ProtocolError("NOT_APPLIED"))
 

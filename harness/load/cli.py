@@ -113,6 +113,13 @@ def build_params(args: argparse.Namespace, env: dict[str, str] | None = None) ->
         if os.environ.get(args.token_env) is None:
             raise LoadUsageError(f"--token-env {args.token_env}: the variable is not set")
         params.token = os.environ[args.token_env]
+    if params.token is None and args.target_profile is not None:
+        from harness.targets.profile import ProfileError, load_profile
+
+        try:
+            params.token = load_profile(args.target_profile).client_token()
+        except ProfileError as exc:
+            raise LoadUsageError(str(exc)) from exc
     return params.validate(), scenario
 
 

@@ -209,6 +209,10 @@ async def run_load(options: LoadOptions) -> LoadRecord:
                 notes.extend(timeline.problems)
         target = "bundled" if env_config.target == BUNDLED else env_config.target
     sample_ops = results.merge_sample(history, sample_dir)
+    if sample_ops == 0:
+        notes.append(
+            "the history sample is empty (history_max_ops 0, or remote workers keep theirs): the checks say unknown"
+        )
     entries = results.read_stats(out / "locust" / "stats.json")
     if not entries:
         notes.append("Locust wrote no final stats: see locust/*.log")

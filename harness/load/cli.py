@@ -171,9 +171,11 @@ def run(args: argparse.Namespace, console: Any) -> int:
         admin_token=admin,
         progress=console.line,
     )
+    from harness.cli import _stoppable  # SIGTERM stops a load run as Ctrl-C does, cleaning up
+
     if args.worker:
-        return asyncio.run(run_worker(options))
-    record = asyncio.run(run_load(options))
+        return asyncio.run(_stoppable(run_worker(options)))
+    record = asyncio.run(_stoppable(run_load(options)))
     paths = write_load_report(out_dir, record)
     console.line(f"report: {paths['html']}")
     return 0 if record.passed else 1

@@ -230,9 +230,10 @@ def load_html(record: LoadRecord) -> str:
     ]
     for i, (name, pts) in enumerate(sorted(rows.items())):
         plot = line_plot(
-            {q: [(r["t"], r[q]) for r in pts if r[q] is not None] for q in ("50%", "95%", "99%")},
+            # a 0 in a second without requests is "nothing measured", not a fast response
+            {q: [(r["t"], r[q]) for r in pts if r[q] is not None and (r[q] > 0 or r["Requests/s"])] for q in ("50%", "95%", "99%")},
             faults, t_end, "ms", "latency",
-            "Locust's current-window percentiles (its UI's numbers), one point a second.",
+            "Locust's current percentiles (its UI's numbers: the last 2 s of requests), one point a second.",
         )  # fmt: skip
         sections.append(
             _section(f"latency-{i}", f"{name}: p50 / p95 / p99 over time", plot, "Response time in ms.")

@@ -161,3 +161,19 @@ def test_the_sample_is_bounded_and_merges_into_a_history_the_checks_judge(tmp_pa
     verdict = run_check("writes-accepted", history, Observations(), {})
     assert verdict.status == "fail"  # one of three refused with no reason: below 90%
     assert run_check("writes-accepted", History(), Observations(), {}).status == "unknown"
+
+
+def test_a_load_scenario_may_leave_out_clients_and_an_ordinary_one_may_not(tmp_path: Path) -> None:
+    from harness.scenario.loader import ScenarioError, load_scenario
+
+    scenario = load_scenario(Path(__file__).parent / "latency.yaml")
+    assert scenario.clients == () and scenario.raw["load"]["users"] == 6
+    assert LoadParams.from_mapping(scenario.raw["load"]).validate().mix == {
+        "writer": 2,
+        "subscriber": 3,
+        "reader": 1,
+    }
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("name: plain\nduration_s: 5\nchecks: {survival: {}}\n")
+    with pytest.raises(ScenarioError, match="clients"):
+        load_scenario(plain)

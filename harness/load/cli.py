@@ -113,6 +113,8 @@ def build_params(args: argparse.Namespace, env: dict[str, str] | None = None) ->
         if os.environ.get(args.token_env) is None:
             raise LoadUsageError(f"--token-env {args.token_env}: the variable is not set")
         params.token = os.environ[args.token_env]
+    if params.token is None and scenario is not None and scenario.target.token:
+        params.token = scenario.target.token  # a name the bundled coordinator was started with
     if params.token is None and args.target_profile is not None:
         from harness.targets.profile import ProfileError, load_profile
 

@@ -83,3 +83,36 @@ def test_two_workers_make_the_same_requests_as_one_process(tmp_path: Path) -> No
     n_two = two["requests"]["apply->ack"]["requests"]  # type: ignore[index]
     assert n_one > 60
     assert abs(n_two - n_one) <= 0.1 * n_one, (n_one, n_two)
+
+
+def test_failures_carry_the_protocol_code_and_a_token_comes_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scenario = str(HERE / "tokens.yaml")
+    code, data, _ = _load(
+        tmp_path / "without", "--profile", "steady", "--scenario", scenario, "--fail-on", "errors>1%"
+    )
+    assert code == 1
+    codes = {f["error"] for f in data["failures"]}  # type: ignore[union-attr]
+    assert codes == {"AUTH_FAILED"}, data["failures"]
+    monkeypatch.setenv("LOAD_TEST_TOKEN", "s3cr3t-load")
+    code, data, run = _load(
+        tmp_path / "with", "--profile", "steady", "--scenario", scenario, "--fail-on", "errors>1%",
+        "--token-env", "LOAD_TEST_TOKEN",
+    )  # fmt: skip
+    assert code == 0, data
+    assert data["failures"] == [] and data["requests"]["apply->ack"]["requests"] > 5  # type: ignore[index]
+    assert "s3cr3t-load" not in (run / "load.json").read_text()  # the token is never written down
+
+
+@pytest.mark.parametrize(
+    ("profile", "names"),
+    [("fanout-storm", {"handshake", "apply->ack", "apply->push"}), ("reconnect-storm", {"handshake"})],
+)
+def test_the_storm_profiles_run_their_own_users(tmp_path: Path, profile: str, names: set[str]) -> None:
+    code, data, _ = _load(
+        tmp_path, "--profile", profile, "--users", "8", "--spawn-rate", "50", "--duration", "4s", "--rate", "4",
+        "--fail-on", "handshake requests<8", "--fail-on", "errors>0",
+    )  # fmt: skip
+    assert code == 0, data
+    assert set(data["requests"]) - {"all"} == names  # type: ignore[arg-type]

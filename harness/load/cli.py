@@ -155,6 +155,16 @@ def run(args: argparse.Namespace, console: Any) -> int:
     except (LoadUsageError, LoadParamError, ThresholdError) as exc:
         console.error(f"harness load: {exc}")
         return 2
+    from harness.scenario.preflight import PreflightError, check_fault_targets, check_target
+
+    try:  # as `harness run` does: fault targets exist, a target answers a v1 handshake
+        if scenario is not None:
+            check_fault_targets(scenario)
+        if target is not None and not args.worker:
+            asyncio.run(check_target(target, params.token, args.allow_remote))
+    except PreflightError as exc:
+        console.error(f"harness load: {exc}")
+        return 2
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out_dir = args.report_dir / f"load-{params.profile}-{stamp}"
     options = LoadOptions(

@@ -58,6 +58,21 @@ def test_bad_input_exits_2_with_a_message(tmp_path: Path, capsys: pytest.Capture
     assert "users must be between" in capsys.readouterr().err
     assert main(["load", "--profile", "steady", "--target", "http://10.1.2.3:8080/sync"]) == 2
     assert "--allow-remote" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "load",
+                "--report-dir",
+                str(tmp_path),
+                "--profile",
+                "steady",
+                "--target",
+                "http://127.0.0.1:9/sync",
+            ]
+        )
+        == 2
+    )
+    assert "127.0.0.1:9" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
 
 

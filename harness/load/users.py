@@ -16,7 +16,7 @@ import os
 import time
 from typing import Any
 
-from locust import HttpUser, User, constant, constant_throughput, task
+from locust import HttpUser, User, constant, constant_throughput, events, task
 from websockets.exceptions import ConnectionClosed, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
@@ -29,6 +29,13 @@ SAMPLE = Sample(PARAMS.history_dir, PARAMS.history_max_ops, PARAMS.t0)
 REQUEST_TIMEOUT_S = 10.0
 SNAPSHOT_TIMEOUT_S = 30.0
 _numbers = itertools.count()
+
+
+@events.test_stop.add_listener
+@events.quitting.add_listener
+def _flush_sample(**_: Any) -> None:
+    """Every line of the sample on disk before the harness reads it."""
+    SAMPLE.flush()
 
 
 class ProtocolError(Exception):
@@ -149,12 +156,11 @@ class WsUser(_Identity, User):
     def _failure(self, exc: Exception) -> ProtocolError:
         if isinstance(exc, ProtocolError):
             return exc
-        if isinstance(exc, ConnectionClosed):
-            self.ws = None
-            return ProtocolError("connection_closed", str(exc))
         if isinstance(exc, TimeoutError):
-            return ProtocolError("timeout", str(exc))
-        self.ws = None
+            return ProtocolError("timeout", str(exc))  # the session stays: late answers are skipped
+        self._close()  # closed by the peer, refused, or broken: the next request reconnects
+        if isinstance(exc, ConnectionClosed):
+            return ProtocolError("connection_closed", str(exc))
         return ProtocolError(type(exc).__name__, str(exc))
 
     def _await(self, wanted: Any, timeout_s: float) -> dict[str, Any]:

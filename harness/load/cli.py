@@ -37,7 +37,11 @@ def add_parser(commands: Any) -> None:
         "and torn down, Toxiproxy in the path) or --target; thresholds and the harness's checks "
         "decide the exit code: 0 pass, 1 a threshold crossed or a check failed, 2 bad input.",
     )
-    p.add_argument("--profile", required=True, choices=list(PROFILES), help="the load profile")
+    p.add_argument(
+        "--profile",
+        choices=list(PROFILES),
+        help="the load profile (default: the scenario's `load: profile`, HARNESS_LOAD_PROFILE, or steady)",
+    )
     p.add_argument("--target", help="base URL of an external server, e.g. https://staging:8080/sync")
     p.add_argument("--target-profile", type=Path, help="YAML profile of the external target")
     p.add_argument("--users", type=int, help="peak users (default 10; the profile shapes it)")

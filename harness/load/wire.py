@@ -1,19 +1,18 @@
-"""The load users' tiny codec (PROTOCOL.md section 1): site ids, HLCs, change sets.
+"""What the load users send and read (PROTOCOL.md section 1): site ids, HLCs, change sets.
 
-Its own on purpose: `harness.client` pulls in the asyncio client, which a gevent-patched Locust
-process has no use for, and the harness never imports the coordinator's codec. Only the encoder
-side is needed here: the users send well-formed frames and read back a few plain fields.
+Encoding goes through the harness's own codec (harness/model/codec.py: no I/O, no network
+library, so it is at home in a gevent-patched Locust process); this module adds only what a
+load user needs on top: a per-site HLC source, a stamped value, and reading pushed values.
 """
 
 from __future__ import annotations
 
-import base64
 import os
-import struct
 import time
 from typing import Any
 
-_HLC = struct.Struct(">QH16sI")
+from harness.model.codec import HLC, encode_site_id
+
 STAMP_PREFIX = "lt:"  # values written by load writers: "lt:<wall ns>:<writer>:<n>"
 
 
@@ -23,7 +22,7 @@ def new_site_id() -> bytes:
 
 def site_id_text(site: bytes) -> str:
     """16 bytes as 22 characters of base64url without padding."""
-    return base64.urlsafe_b64encode(site).rstrip(b"=").decode("ascii")
+    return encode_site_id(site)
 
 
 class Clock:
@@ -46,7 +45,7 @@ class Clock:
 
 
 def hlc_text(wall: int, counter: int, site: bytes, op_seq: int = 0) -> str:
-    return base64.b64encode(_HLC.pack(wall, counter, site, op_seq)).decode("ascii")
+    return HLC(wall, counter, site, op_seq).encode()
 
 
 def stamp(writer: str, n: int) -> str:
@@ -81,7 +80,7 @@ def change_set(clock: Clock, writer: str, n: int, table: str = "load", keys: int
     }
     return {
         "siteId": site,
-        "transactionId": f"{wall}:{counter}:{site}",
+        "transactionId": HLC(wall, counter, clock.site).transaction_id(),
         "hlc": hlc,
         "changes": [change],
         "schemaMigrations": [],

@@ -11,14 +11,14 @@ import pytest
 
 from harness.checks.observations import Observations
 from harness.checks.registry import run_check
-from harness.client.changesets import ChangeSet
-from harness.client.codec import HLC, decode_site_id
 from harness.history import History
 from harness.load import wire
 from harness.load.profiles import PROFILES, LoadParamError, LoadParams
 from harness.load.results import RequestStats, by_name, merge_sample
 from harness.load.sample import Sample
 from harness.load.thresholds import Threshold, ThresholdError
+from harness.model.changesets import ChangeSet
+from harness.model.codec import HLC, decode_site_id
 
 
 def test_change_sets_decode_with_the_harness_codec_and_hlcs_increase() -> None:

@@ -120,6 +120,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     probe.add_argument("--allow-remote", action="store_true", help="probe a target that is not on loopback")
 
+    from harness.load.cli import add_parser as add_load_parser
+
+    add_load_parser(commands)
+
     listing = commands.add_parser("list", help="list scenarios, checks and faults")
     listing.add_argument("--dir", type=Path, default=DEFAULT_SUITE_DIR)
     listing.add_argument("--json", action="store_true", help="as JSON")
@@ -217,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
             return _list(args, console)
         if args.command == "verify":
             return _verify(args, console)
+        if args.command == "load":
+            from harness.load.cli import run as run_load_command
+
+            return run_load_command(args, console)
         if args.command == "probe":
             return asyncio.run(_stoppable(_probe(args, console)))
         files = sorted(args.dir.glob("*.yaml")) if args.command == "suite" else args.files

@@ -194,4 +194,6 @@ def run(args: argparse.Namespace, console: Any) -> int:
     record = asyncio.run(_stoppable(run_load(options)))
     paths = write_load_report(out_dir, record)
     console.line(f"report: {paths['html']}")
+    for problem in record.vacuous():
+        console.line(f"  fail    {problem}")
     return 0 if record.passed else 1

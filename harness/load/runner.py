@@ -89,9 +89,26 @@ class LoadRecord:
 
     @property
     def passed(self) -> bool:
-        return not any(t.status == "crossed" for t in self.thresholds) and not any(
-            c.status == "fail" for c in self.checks
+        return (
+            not any(t.status == "crossed" for t in self.thresholds)
+            and not any(c.status == "fail" for c in self.checks)
+            and not self.vacuous()
         )
+
+    def vacuous(self) -> list[str]:
+        """Why this run cannot count as a pass although nothing crossed a line: it made no
+        request at all, or a threshold the user gated on was never measured (a gate that could
+        not be judged is not a gate that held)."""
+        out: list[str] = []
+        every = self.stats.get("all")
+        if every is None or every.requests == 0:
+            out.append("no request was made: the load run tested nothing")
+        out += [
+            f"threshold {t.threshold.text!r} was not measured ({t.summary})"
+            for t in self.thresholds
+            if t.status == "unknown"
+        ]
+        return out
 
 
 def locust_argv(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from harness.history import History
 from harness.load import wire
 from harness.load.profiles import PROFILES, LoadParamError, LoadParams
 from harness.load.results import RequestStats, by_name, merge_sample
+from harness.load.runner import LoadRecord
 from harness.load.sample import Sample
 from harness.load.thresholds import Threshold, ThresholdError
 from harness.model.changesets import ChangeSet
@@ -177,3 +179,31 @@ def test_a_load_scenario_may_leave_out_clients_and_an_ordinary_one_may_not(tmp_p
     plain.write_text("name: plain\nduration_s: 5\nchecks: {survival: {}}\n")
     with pytest.raises(ScenarioError, match="clients"):
         load_scenario(plain)
+
+
+def _record(stats: dict[str, RequestStats], thresholds: list[str]) -> LoadRecord:
+    now = datetime.now(UTC)
+    return LoadRecord(
+        params=LoadParams(),
+        started_at=now,
+        ended_at=now,
+        target="bundled",
+        stats=stats,
+        stats_by_method=[],
+        failures=[],
+        series=[],
+        thresholds=[Threshold.parse(t).judge(stats) for t in thresholds],
+        checks=[],
+        history=History(),
+        sample_ops=0,
+        locust_exit=0,
+    )
+
+
+def test_a_load_run_that_made_no_request_or_could_not_measure_its_gate_does_not_pass() -> None:
+    good = by_name([_entry("apply->push", {10: 99, 200: 1})])
+    assert _record(good, ["apply->push p99>250ms"]).passed
+    nothing = _record({}, [])
+    assert not nothing.passed and "tested nothing" in nothing.vacuous()[0]
+    unmeasured = _record(good, ["snapshot p99>1s"])  # gated on a request the run never made
+    assert not unmeasured.passed and "not measured" in unmeasured.vacuous()[0]

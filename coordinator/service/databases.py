@@ -7,9 +7,9 @@ state or timer outlives its clients.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-from coordinator.ops.bugs import Bugs
+from coordinator.ops.bugs import Bugs, BugSwaps
 from coordinator.service.session import Session
 
 
@@ -36,10 +36,11 @@ class DatabaseState:
 
 
 class DatabaseRegistry:
+    BUG_SWAPS: ClassVar[BugSwaps] = {"state-leak": ("leave", "_leave_with_state_leak")}
+
     def __init__(self, bugs: Bugs | None = None) -> None:
         self._states: dict[str, DatabaseState] = {}
-        if bugs is not None and bugs.on("state-leak"):
-            self.leave = self._leave_with_state_leak  # type: ignore[method-assign]
+        (bugs or Bugs()).apply(self, self.BUG_SWAPS)
 
     def join(self, session: Session) -> DatabaseState:
         assert session.database_id is not None

@@ -15,10 +15,10 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from coordinator.clock import Clock
-from coordinator.ops.bugs import Bugs
+from coordinator.ops.bugs import Bugs, BugSwaps
 from coordinator.ops.failpoints import Failpoints
 from coordinator.ops.logging import EventLog
 from coordinator.ops.metrics import Metrics
@@ -39,6 +39,11 @@ class _Entry:
 
 
 class StoreManager:
+    BUG_SWAPS: ClassVar[BugSwaps] = {
+        "eviction-race": ("_still_idle", "_still_idle_with_eviction_race"),
+        "cleanup-races-shutdown": ("shutdown", "_shutdown_with_cleanup_races_shutdown"),
+    }
+
     def __init__(
         self,
         data_dir: Path,
@@ -66,11 +71,7 @@ class StoreManager:
         self._closed = False
         self._metrics.open_stores.callback = lambda: {(): float(len(self._entries))}
         self.on_close: Callable[[str], None] | None = None  # told when a store closes (per-db state)
-        bugs = bugs or Bugs()
-        if bugs.on("eviction-race"):
-            self._still_idle = self._still_idle_with_eviction_race  # type: ignore[method-assign]
-        if bugs.on("cleanup-races-shutdown"):
-            self.shutdown = self._shutdown_with_cleanup_races_shutdown  # type: ignore[method-assign]
+        (bugs or Bugs()).apply(self, self.BUG_SWAPS)
 
     def set_restorer(self, restorer: Restorer) -> None:
         self._restorer = restorer

@@ -26,9 +26,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
-from coordinator.ops.bugs import Bugs
+from coordinator.ops.bugs import Bugs, BugSwaps
 from coordinator.storage.circuit_breaker import BackendState, CircuitBreaker
 from coordinator.storage.outbox import BATCH, SNAPSHOT, Outbox, OutboxEntry
 from coordinator.storage.s3_store import (
@@ -185,6 +185,12 @@ class ObjectStorePersistence:
     `enqueue_snapshot` are synchronous and never touch the network.
     """
 
+    BUG_SWAPS: ClassVar[BugSwaps] = {
+        "no-circuit-breaker": ("record_batch", "_record_batch_with_no_circuit_breaker"),
+        "outage-loses-writes": ("_upload_failed", "_upload_failed_with_outage_loses_writes"),
+        "restore-mixes-tenants": ("_is_own", "_is_own_with_restore_mixes_tenants"),
+    }
+
     def __init__(
         self,
         config: S3Config,
@@ -222,13 +228,7 @@ class ObjectStorePersistence:
         self.last_error: str | None = None
         self.config_error: str | None = None
         self._direct: set[asyncio.Task[Any]] = set()
-        bugs = bugs if bugs is not None else Bugs()
-        if bugs.on("no-circuit-breaker"):
-            self.record_batch = self._record_batch_with_no_circuit_breaker  # type: ignore[method-assign]
-        if bugs.on("outage-loses-writes"):
-            self._upload_failed = self._upload_failed_with_outage_loses_writes  # type: ignore[method-assign]
-        if bugs.on("restore-mixes-tenants"):
-            self._is_own = self._is_own_with_restore_mixes_tenants  # type: ignore[method-assign]
+        (bugs if bugs is not None else Bugs()).apply(self, self.BUG_SWAPS)
 
     # --- lifecycle --------------------------------------------------------------------------------
 

@@ -22,13 +22,10 @@ from coordinator.ops.bugs import Bugs, BugSwaps
 from coordinator.ops.failpoints import Failpoints
 from coordinator.ops.logging import EventLog
 from coordinator.ops.metrics import Metrics
+from coordinator.storage.errors import StoreUnavailable
 from coordinator.storage.sqlite_store import DatabaseStore, store_filename
 
 Restorer = Callable[[str, DatabaseStore], Awaitable[None]]
-
-
-class StoreUnavailable(Exception):
-    """The store could not be opened (e.g. the object store is down during a restore)."""
 
 
 @dataclass(slots=True)

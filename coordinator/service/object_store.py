@@ -26,6 +26,7 @@ from coordinator.service.snapshots import snapshot_chunks
 from coordinator.service.store_manager import StoreUnavailable
 from coordinator.storage.circuit_breaker import BackendState
 from coordinator.storage.persistence import ObjectStorePersistence, S3ConfigError, StoreError
+from coordinator.storage.s3_calls import CallFailed
 from coordinator.storage.s3_store import S3Config
 from coordinator.storage.sqlite_store import DatabaseStore
 
@@ -232,7 +233,12 @@ class ObjectStoreBridge:
     async def check_backend(self) -> str:
         """Ask the object store itself, now, whether it answers (only the heartbeat of the
         heartbeat-stalls-on-backend bug waits on this)."""
-        return "ok" if await self.persistence.ping() else "degraded"
+        calls = self.persistence.calls
+        try:
+            await calls.timed("validate", calls.client.validate)  # now, past the breaker
+        except CallFailed:
+            return "degraded"
+        return "ok"
 
     # backend state ----------------------------------------------------------------------------
     def _on_backend_state(self, old: BackendState, new: BackendState, reason: str) -> None:

@@ -213,11 +213,7 @@ class StoreManager:
 
     async def shutdown(self) -> None:
         """Stop the cleanup first, then close every store: the cleanup never runs into shutdown."""
-        self._closed = True
-        if self._cleanup_task is not None:
-            self._cleanup_task.cancel()
-            await asyncio.gather(self._cleanup_task, return_exceptions=True)
-            self._cleanup_task = None
+        await self._stop_cleanup()
         while self._entries:
             database_id, entry = self._entries.popitem(last=False)
             self._close_entry(database_id, entry)
@@ -229,12 +225,15 @@ class StoreManager:
         for entry in list(self._entries.values()):
             entry.store.close()
         await self._clock.sleep(2 * self._cleanup_interval)  # "let in-flight work see them closed"
+        await self._stop_cleanup()
+        self._entries.clear()
+
+    async def _stop_cleanup(self) -> None:
         self._closed = True
         if self._cleanup_task is not None:
             self._cleanup_task.cancel()
             await asyncio.gather(self._cleanup_task, return_exceptions=True)
             self._cleanup_task = None
-        self._entries.clear()
 
     # observation --------------------------------------------------------------------------
     def describe(self) -> list[dict[str, Any]]:

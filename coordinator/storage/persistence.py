@@ -30,7 +30,7 @@ from coordinator.storage.outbox import Outbox
 from coordinator.storage.recording import Recorder, SnapshotTicket
 from coordinator.storage.restore import Restore, RestoredImage
 from coordinator.storage.retention import SnapshotRetention
-from coordinator.storage.s3_calls import CallFailed, MetricsSink, ObjectStoreCalls
+from coordinator.storage.s3_calls import MetricsSink, ObjectStoreCalls
 from coordinator.storage.s3_store import S3Client, S3Config, classify
 from coordinator.storage.snapshot_cadence import SnapshotCadence
 from coordinator.storage.uploader import FlushResult, Uploader
@@ -232,14 +232,6 @@ class ObjectStorePersistence:
         """See `Restore.image`: newest snapshot plus every later batch, outbox entries merged in."""
         self._check_open()
         return await self._restore.image(database_id)
-
-    async def ping(self) -> bool:
-        """One call to the object store, now, past the breaker: True when it answered."""
-        try:
-            await self.calls.timed("validate", self.calls.client.validate)
-        except CallFailed:
-            return False
-        return True
 
     # --- observability --------------------------------------------------------------------------
 

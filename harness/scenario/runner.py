@@ -127,12 +127,14 @@ def target_profile(scenario: Scenario, options: RunOptions, notes: list[str]) ->
 
 
 def target_kind(scenario: Scenario, options: RunOptions) -> str:
-    """ "url" (external), "command" or "bundled": the options override the scenario."""
+    """What the run aims at: "url" (external), "command" or "bundled"; options override the scenario."""
     if options.target_url is not None:
         return "url"
-    if options.target_command is not None or scenario.target.command is not None:
+    if options.target_command is not None:
         return COMMAND
-    return "url" if scenario.target.url is not None else BUNDLED
+    if scenario.target.bundled:
+        return BUNDLED
+    return COMMAND if scenario.target.command is not None else "url"
 
 
 def check_bounds(scenario: Scenario, profile: TargetProfile | None = None) -> dict[str, dict[str, Any]]:

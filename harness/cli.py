@@ -76,7 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     _run_options(run)
 
     suite = commands.add_parser(
-        "suite", help="run the default suite (scenarios/*.yaml) against the bundled coordinator"
+        "suite",
+        help="run the default suite (scenarios/*.yaml): bundled coordinator, --target or --target-command",
     )
     suite.add_argument(
         "--dir", type=Path, default=DEFAULT_SUITE_DIR, help="folder of the suite's scenario files"
@@ -158,6 +159,14 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="NAME=VALUE",
         help="environment variable of the --target-command server (placeholders allowed), repeatable",
+    )
+    p.add_argument(
+        "--target-s3-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="environment variable of the --target-command server in runs with S3 only, e.g. "
+        "COORDINATOR_S3_ENDPOINT={s3_endpoint}, repeatable",
     )
     p.add_argument(
         "--namespace",
@@ -364,8 +373,8 @@ def _target_command(args: argparse.Namespace) -> CommandSpec | None:
     from harness.env.command_target import PLACEHOLDERS, CommandSpec, unknown_placeholders
 
     if args.target_command is None:
-        if args.target_env or args.target_ready != "tcp":
-            raise ValueError("--target-ready and --target-env go with --target-command")
+        if args.target_env or args.target_s3_env or args.target_ready != "tcp":
+            raise ValueError("--target-ready, --target-env and --target-s3-env go with --target-command")
         return None
     if args.target:
         raise ValueError("give --target (an external URL) or --target-command, not both")
@@ -375,20 +384,26 @@ def _target_command(args: argparse.Namespace) -> CommandSpec | None:
         raise ValueError(f"--target-command: {exc}") from None
     if not argv:
         raise ValueError("--target-command: empty command")
-    env: dict[str, str] = {}
-    for item in args.target_env:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise ValueError(f"--target-env {item!r}: expected NAME=VALUE")
-        env[name] = value
-    bad = unknown_placeholders([*argv, *env.values()])
+    env = _assignments("--target-env", args.target_env)
+    s3_env = _assignments("--target-s3-env", args.target_s3_env)
+    bad = unknown_placeholders([*argv, *env.values(), *s3_env.values()])
     if bad:
         known = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
         raise ValueError(f"--target-command: unknown placeholder {{{bad[0]}}}; known: {known}")
     ready = ("tcp", "") if args.target_ready == "tcp" else ("http", args.target_ready)
     if ready[0] == "http" and not ready[1].startswith("/"):
         raise ValueError(f"--target-ready {args.target_ready!r}: `tcp` or a path starting with '/'")
-    return CommandSpec(argv=tuple(argv), env=env, ready=ready)
+    return CommandSpec(argv=tuple(argv), env=env, s3_env=s3_env, ready=ready)
+
+
+def _assignments(option: str, items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"{option} {item!r}: expected NAME=VALUE")
+        out[name] = value
+    return out
 
 
 def _shaping_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -402,6 +417,7 @@ def _shaping_options(args: argparse.Namespace) -> dict[str, Any]:
         "target_command": args.target_command,
         "target_ready": args.target_ready if args.target_command else None,
         "target_env": sorted(i.partition("=")[0] for i in args.target_env),
+        "target_s3_env": sorted(i.partition("=")[0] for i in args.target_s3_env),
         "namespace": args.namespace,
         "database_prefix": args.database_prefix,
         "strict": args.strict,
@@ -447,6 +463,8 @@ def _rerun(path: str, seed: int, record: RunRecord, args: argparse.Namespace) ->
             words += ["--target-ready", args.target_ready]
         for item in args.target_env:
             words += ["--target-env", item]
+        for item in args.target_s3_env:
+            words += ["--target-s3-env", item]
     if args.database_prefix:
         words += ["--database-prefix", args.database_prefix]
     if args.token_env:

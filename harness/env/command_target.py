@@ -56,10 +56,16 @@ class CommandSpec:
     stop_timeout_s: float = 15.0
 
     @property
-    def wants_s3(self) -> bool:
-        """The command takes an object store: it names an S3 placeholder or sets `s3_env`."""
+    def needs_s3(self) -> bool:
+        """The command cannot run without an object store: its argv or env names an S3 placeholder."""
         texts = [*self.argv, *self.env.values()]
-        return bool(self.s3_env) or any(name in S3_PLACEHOLDERS for name in placeholders(texts))
+        return any(name in S3_PLACEHOLDERS for name in placeholders(texts))
+
+    @property
+    def takes_s3(self) -> bool:
+        """The command can be given an object store: it needs one, or has an `s3_env` (applied
+        only in runs that ask for S3, so one command serves runs with and without it)."""
+        return self.needs_s3 or bool(self.s3_env)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -5,8 +5,8 @@ as a child (data dir in a temp dir), and the proxies: client -> coordinator ("cl
 coordinator -> S3 ("s3", which forwards to the fault layer), and per-client proxies
 ("client-<id>") on demand. Command target: the same, with any server started from a command
 line (harness/env/command_target.py) in place of the coordinator, so process, S3 and network
-faults reach it alike; moto runs when the scenario asks for S3 or the command names an S3
-placeholder. External target (a URL, e.g. staging): only the client proxy;
+faults reach it alike; moto runs when the scenario asks for S3 (the command then gets its
+`s3_env`) or when the command cannot run without it (it names an S3 placeholder). External target (a URL, e.g. staging): only the client proxy;
 there is no process control and no S3 of ours, and `unsupported_faults()` says so as data.
 
 Clients use the URLs through Toxiproxy (`client_urls()`); checks read /status, /metrics and
@@ -192,13 +192,13 @@ class Environment(Lifecycle):
         spec = self.config.command
         if spec is None:
             raise EnvironmentSetupError("target 'command' needs a command (EnvironmentConfig.command)")
-        if self.config.with_s3 and not spec.wants_s3:
+        if self.config.with_s3 and not spec.takes_s3:
             raise EnvironmentSetupError(
                 f"the scenario asks for S3 but the server command `{' '.join(spec.argv)}` takes no "
                 "object store: name {s3_endpoint} and {s3_bucket} in its command or env, or set s3_env"
             )
         stack = self._stack
-        s3_settings = await self._start_s3() if (self.config.with_s3 or spec.wants_s3) else None
+        s3_settings = await self._start_s3() if (self.config.with_s3 or spec.needs_s3) else None
         self.data_dir = resources.make_temp_dir("data")
         stack.callback(resources.remove_temp_dir, self.data_dir)
         self.coordinator = await stack.enter_async_context(

@@ -42,7 +42,7 @@ def test_a_command_target_loads_with_its_defaults_and_its_values(tmp_path: Path)
     assert spec.argv == ("./server", "--port", "{port}", "--data", "{data_dir}", "--store", "{s3_endpoint}")
     assert spec.env == {"SERVER_BUCKET": "{s3_bucket}", "WORKERS": "2"}
     assert spec.cwd == str(tmp_path / "srv") and spec.ready == ("http", "/sync/health")
-    assert spec.port is None and spec.base_path == "/sync" and spec.wants_s3
+    assert spec.port is None and spec.base_path == "/sync" and spec.needs_s3
     one_string = load_scenario(
         _scenario(tmp_path, "  command: \"my-server --port '{port}'\"\n  port: 8123\n")
     )

@@ -100,12 +100,14 @@ def test_placeholders_are_filled_in_the_command_and_its_environment(tmp_path: Pa
     env = target.environment()
     assert env["SERVER_STORE"] == "http://127.0.0.1:9999/b1" and env["PLAIN"] == "x"
     assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:9999" and env["AWS_REGION"] == "eu-west-1"
-    assert spec.wants_s3
+    assert spec.needs_s3 and spec.takes_s3
     without_s3 = CommandTarget(spec, tmp_path / "run", tmp_path / "data")
     assert "AWS_ENDPOINT_URL" not in without_s3.environment()  # s3_env only when S3 runs
     with pytest.raises(CommandTargetError, match=r"no value for \{s3_bucket\}"):
         without_s3.argv()
-    assert not CommandSpec(argv=("server", "{port}")).wants_s3
+    assert not CommandSpec(argv=("server", "{port}")).takes_s3
+    optional = CommandSpec(argv=("server", "{port}"), s3_env={"STORE": "{s3_endpoint}"})
+    assert optional.takes_s3 and not optional.needs_s3
 
 
 async def test_a_command_target_serves_through_the_proxy_and_survives_kill_and_restart() -> None:
@@ -198,6 +200,19 @@ async def test_a_missing_program_is_named() -> None:
     with pytest.raises(CommandTargetError, match=r"no-such-server-binary.*not an executable"):
         async with environment(spec):
             pass
+
+
+async def test_s3_runs_for_a_command_only_when_asked_and_the_server_gets_the_s3_proxy() -> None:
+    spec = http_server(s3_env={"STORE_URL": "{s3_endpoint}/{s3_bucket}"})
+    async with environment(spec, with_s3=True) as env:
+        assert isinstance(env.coordinator, CommandTarget) and env.moto is not None
+        store = env.coordinator.process.spec.env or {}
+        assert store["STORE_URL"] == f"http://{env.proxies['s3'].listen}/sync-harness"
+        assert "s3_outage" not in env.unsupported_faults()
+    async with environment(spec, with_s3=False) as env:  # the same command, a run without S3
+        assert isinstance(env.coordinator, CommandTarget) and env.moto is None
+        assert "STORE_URL" not in (env.coordinator.process.spec.env or {})
+        assert "s3_outage" in env.unsupported_faults()
 
 
 async def test_a_scenario_asking_for_s3_needs_a_command_that_takes_it() -> None:

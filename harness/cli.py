@@ -144,7 +144,8 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         "--target-command",
         metavar="CMD",
         help="start this server command (split like a shell) instead of the bundled coordinator; "
-        "placeholders {port} {host} {data_dir} {run_dir} {s3_endpoint} {s3_bucket} {s3_region} {s3_prefix}",
+        "placeholders {port} {host} {data_dir} {run_dir} {options_file} {s3_endpoint} {s3_bucket} {s3_region} "
+        "{s3_prefix}",
     )
     p.add_argument(
         "--target-ready",

@@ -7,11 +7,15 @@ and waits for readiness (`ready: {http: PATH}` or `{tcp: true}`) with a deadline
 reach it through the same calls as the bundled coordinator (`process`, `start_again`, `restart`,
 `wipe_data`, `port`), so kill, pause, terminate, restart and disk_loss work on it unchanged and
 every start reuses the same port and data dir. What the server is (tokens, timings, capabilities)
-comes from its target profile, never from this module.
+comes from its target profile, never from this module. The scenario's server options (its
+`coordinator: options:`, token grants namespaced like the run's databases) are written as one
+JSON object to `{options_file}` for a server that reads such a file (the reference coordinator:
+`--config {options_file}`); a command that does not name it runs as given.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -29,7 +33,18 @@ from harness.env.process import Lifecycle, ManagedProcess, ProcessError, Process
 from harness.env.readiness import HttpOk, Readiness, TcpOpen
 
 PROCESS_NAME = "server"
-PLACEHOLDERS = ("port", "host", "data_dir", "run_dir", "s3_endpoint", "s3_bucket", "s3_region", "s3_prefix")
+PLACEHOLDERS = (
+    "port",
+    "host",
+    "data_dir",
+    "run_dir",
+    "options_file",
+    "s3_endpoint",
+    "s3_bucket",
+    "s3_region",
+    "s3_prefix",
+)
+OPTIONS_FILE = "server-options.json"
 S3_PLACEHOLDERS = ("s3_endpoint", "s3_bucket", "s3_region", "s3_prefix")
 PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY")
@@ -104,8 +119,10 @@ class CommandTarget(Lifecycle):
         data_dir: Path,
         s3: S3Settings | None = None,
         clock: Callable[[], float] = time.monotonic,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         self.spec = spec
+        self.options = dict(options or {})
         self.run_dir = run_dir
         self.data_dir = data_dir
         self.s3 = s3
@@ -130,6 +147,10 @@ class CommandTarget(Lifecycle):
         return self._process
 
     @property
+    def options_file(self) -> Path:
+        return self.run_dir / OPTIONS_FILE
+
+    @property
     def command_line(self) -> str:
         return shlex.join(self.spec.argv)
 
@@ -139,6 +160,7 @@ class CommandTarget(Lifecycle):
             "host": LOCALHOST,
             "data_dir": str(self.data_dir),
             "run_dir": str(self.run_dir),
+            "options_file": str(self.options_file),
         }
         if self.s3 is not None:
             out |= {
@@ -183,6 +205,8 @@ class CommandTarget(Lifecycle):
     async def start(self) -> None:
         """Pick the port (once), start, wait for readiness; a failure names the command."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.options_file.write_text(json.dumps(self.options, indent=2, sort_keys=True) + "\n")
         if not self.port:
             self.port = free_port()
         self._process = ManagedProcess(self._spec(), clock=self.clock)

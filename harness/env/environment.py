@@ -72,6 +72,7 @@ class EnvironmentConfig:
     s3_prefix: str = ""
     s3_region: str = "us-east-1"
     command: CommandSpec | None = None  # target "command": the server's command line and readiness
+    command_options: dict[str, Any] = field(default_factory=dict)  # written to its {options_file}
     admin_token: str | None = None  # external and command targets; bundled uses coordinator.admin_token
     client_proxies: list[str] = field(default_factory=list)  # per-client proxies made at start
     run_dir: Path | None = None  # logs; kept when given, else a temp dir removed at teardown
@@ -202,7 +203,14 @@ class Environment(Lifecycle):
         self.data_dir = resources.make_temp_dir("data")
         stack.callback(resources.remove_temp_dir, self.data_dir)
         self.coordinator = await stack.enter_async_context(
-            CommandTarget(spec, self.run_dir, self.data_dir, s3=s3_settings, clock=self.history.now)
+            CommandTarget(
+                spec,
+                self.run_dir,
+                self.data_dir,
+                s3=s3_settings,
+                clock=self.history.now,
+                options=self.config.command_options,
+            )
         )
         self.base_path = self.coordinator.base_path
         self._direct_address = self.coordinator.address

@@ -196,14 +196,25 @@ def _environment_config(
     url = options.target_url or target.url
     command = options.target_command or target.command
     if options.target_url is None and command is not None:
-        if target.coordinator_options:
-            names = ", ".join(sorted(target.coordinator_options))
-            notes.append(f"coordinator options ({names}) not applied: the server command is run as given")
+        server_options = dict(target.coordinator_options)
+        if "tokens" in server_options:
+            tokens = server_options["tokens"]
+            server_options["tokens"] = [
+                namespace.token_spec(str(t)) for t in (tokens if isinstance(tokens, list) else [tokens])
+            ]
+        if server_options and "{options_file}" not in " ".join(
+            [*command.argv, *command.env.values(), *command.s3_env.values()]
+        ):
+            names = ", ".join(sorted(server_options))
+            notes.append(
+                f"coordinator options ({names}) not applied: the server command does not read {{options_file}}"
+            )
         if options.bugs:
             notes.append("--bug not applied: it re-introduces bugs in the bundled coordinator only")
         return EnvironmentConfig(
             target=COMMAND,
             command=command,
+            command_options=server_options,
             with_s3=target.s3,
             admin_token=options.admin_token or target.admin_token or profile.admin_token(),
             run_dir=options.run_dir,

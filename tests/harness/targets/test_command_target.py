@@ -232,7 +232,11 @@ def test_a_command_target_is_described_by_its_profile_file_not_by_coordinator_op
     notes: list[str] = []
     profile = target_profile(scenario, options, notes)
     assert target_kind(scenario, options) == COMMAND and notes == []
-    assert profile.source.endswith("reference-command.yaml") and profile.client_token() == "suite-token"
+    assert profile.source.endswith("reference-command.yaml")
+    assert (
+        profile.admin_token_env == "COORDINATOR_ADMIN_TOKEN"
+        and profile.granted("intruder-token", "db") is False
+    )
     assert check_bounds(scenario, profile)["heartbeat-continuity"]["interval_s"] == 0.5
     bare = target_profile(scenario, RunOptions(target_command=http_server()), notes)
     assert bare.heartbeat_interval_ms is None and any("no target profile" in n for n in notes)
@@ -258,3 +262,39 @@ def test_the_cli_names_the_command_that_did_not_start(
     assert "server command" in err and "exited with code 5" in err and "no config" in err
     assert main(["run", "scenarios/smoke.yaml", "--target-command", "srv {nope}"]) == 2
     assert "unknown placeholder {nope}" in capsys.readouterr().err
+
+
+async def test_the_scenarios_server_options_are_written_to_the_options_file() -> None:
+    argv = (sys.executable, "-m", "http.server", "{port}", "--bind", "{host}", "--directory", "{run_dir}")
+    spec = http_server(argv=argv)
+    options = {"max_open_stores": 2, "tokens": ["t1:ns.db"]}
+    config = EnvironmentConfig(target=COMMAND, command=spec, with_s3=False, command_options=options)
+    async with Environment(config, seeds=Seeds(3)) as env:
+        response = await fetch(f"{env.client_urls().http}/server-options.json")
+        assert response is not None and response.json() == options
+
+
+def test_a_bundled_scenario_run_as_a_command_passes_its_options_namespaced_or_says_it_cannot() -> None:
+    from harness.scenario.loader import load_scenario
+    from harness.scenario.runner import RunOptions, _environment_config
+    from harness.targets.namespace import Namespace
+    from harness.targets.profile import TargetProfile
+
+    scenario = load_scenario(Path("scenarios/bad-input-and-tenants.yaml"))
+    namespace = Namespace(scenario.name, scenario.seed, "abc123")
+    reads = CommandSpec(argv=("srv", "--config", "{options_file}", "--port", "{port}"))
+    notes: list[str] = []
+    config = _environment_config(
+        scenario, RunOptions(target_command=reads), namespace, TargetProfile(), notes
+    )
+    assert config.target == COMMAND and config.command == reads and notes == []
+    assert config.command_options["tokens"] == [
+        f"writer-token:{namespace.prefix}.db",
+        f"intruder-token:{namespace.prefix}.other",
+    ]
+    assert config.command_options["heartbeat_interval_ms"] == 500
+    ignores = CommandSpec(argv=("srv", "--port", "{port}"))
+    _environment_config(
+        scenario, RunOptions(target_command=ignores, bugs=["x"]), namespace, TargetProfile(), notes
+    )
+    assert any("not applied" in n and "tokens" in n for n in notes) and any("--bug" in n for n in notes)

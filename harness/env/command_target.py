@@ -28,7 +28,7 @@ from typing import Any
 
 from harness.env import resources
 from harness.env.coordinator_process import LogRecord, S3Settings, read_log_lines
-from harness.env.ports import LOCALHOST, ensure_port_free, free_port
+from harness.env.ports import LOCALHOST, PortInUse, ensure_port_free, free_port
 from harness.env.process import Lifecycle, ManagedProcess, ProcessError, ProcessEvent, ProcessSpec
 from harness.env.readiness import HttpOk, Readiness, TcpOpen
 
@@ -49,6 +49,7 @@ S3_PLACEHOLDERS = ("s3_endpoint", "s3_bucket", "s3_region", "s3_prefix")
 PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY")
 TAIL_LINES = 20
+PORT_ATTEMPTS = 3
 
 
 class CommandTargetError(RuntimeError):
@@ -207,10 +208,20 @@ class CommandTarget(Lifecycle):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.options_file.write_text(json.dumps(self.options, indent=2, sort_keys=True) + "\n")
-        if not self.port:
-            self.port = free_port()
-        self._process = ManagedProcess(self._spec(), clock=self.clock)
-        await self._start_process(self._process)
+        auto = not self.port
+        for attempt in range(PORT_ATTEMPTS if auto else 1):
+            if auto:
+                self.port = free_port()
+            self._process = ManagedProcess(self._spec(), clock=self.clock)
+            try:
+                await self._start_process(self._process)
+                return
+            except (CommandTargetError, PortInUse):
+                # a free port is free only for a moment: when another process took it before
+                # the server could bind it, try another one; any other failure is the server's
+                if attempt + 1 >= PORT_ATTEMPTS or not auto or not _port_taken(self.port):
+                    raise
+                resources.unregister_port(self.port)
 
     def _spec(self) -> ProcessSpec:
         cwd = Path(self.spec.cwd) if self.spec.cwd else None
@@ -299,6 +310,14 @@ class CommandTarget(Lifecycle):
 
     def describe(self) -> dict[str, Any]:
         return self.spec.to_json() | {"argv": self.argv(), "port": self.port, "data_dir": str(self.data_dir)}
+
+
+def _port_taken(port: int) -> bool:
+    try:
+        ensure_port_free(port, "a retry")
+    except PortInUse:
+        return True
+    return False
 
 
 def _executable(spec: ProcessSpec) -> bool:

@@ -298,3 +298,22 @@ def test_a_bundled_scenario_run_as_a_command_passes_its_options_namespaced_or_sa
         scenario, RunOptions(target_command=ignores, bugs=["x"]), namespace, TargetProfile(), notes
     )
     assert any("not applied" in n and "tokens" in n for n in notes) and any("--bug" in n for n in notes)
+
+
+async def test_a_port_taken_between_the_pick_and_the_start_is_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+
+    from harness.env import command_target, ports
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        picks = iter([taken])
+        monkeypatch.setattr(command_target, "free_port", lambda: next(picks, None) or ports.free_port())
+        async with environment(http_server()) as env:
+            assert isinstance(env.coordinator, CommandTarget) and env.coordinator.port != taken
+            response = await fetch(f"{env.client_urls().http}/")
+            assert response is not None and response.status_code == 200

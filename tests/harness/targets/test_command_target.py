@@ -148,7 +148,7 @@ async def test_a_command_target_serves_through_the_proxy_and_survives_kill_and_r
         assert "start #4" in target.process.stdout_path.read_text()  # output kept, across starts
 
 
-async def test_pause_stops_the_server_until_resumed() -> None:
+async def test_pause_and_terminate_reach_the_server_and_it_comes_back_on_its_port() -> None:
     async with environment(http_server()) as env:
         pause = create_fault({"kind": "pause"}, env)
         await pause.apply()
@@ -156,6 +156,14 @@ async def test_pause_stops_the_server_until_resumed() -> None:
         await pause.clear()
         response = await fetch(f"{env.direct_url}/")
         assert response is not None and response.status_code == 200
+        assert isinstance(env.coordinator, CommandTarget)
+        port = env.coordinator.port
+        terminate = create_fault({"kind": "terminate"}, env)
+        await terminate.apply()  # SIGTERM and wait: http.server dies of the signal
+        assert not env.coordinator.process.running and env.coordinator.process.returncode == -15
+        await terminate.clear()
+        response = await fetch(f"{env.client_urls().http}/")
+        assert response is not None and response.status_code == 200 and env.coordinator.port == port
 
 
 async def test_readiness_failure_names_the_command_and_its_last_output_and_leaves_nothing(

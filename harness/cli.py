@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness import __version__
+from harness.env.command_target import CommandTargetError
 
 if TYPE_CHECKING:
+    from harness.env.command_target import CommandSpec
     from harness.report.record import RunRecord
 
 T = TypeVar("T")
@@ -74,7 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     _run_options(run)
 
     suite = commands.add_parser(
-        "suite", help="run the default suite (scenarios/*.yaml) against the bundled coordinator"
+        "suite",
+        help="run the default suite (scenarios/*.yaml): bundled coordinator, --target or --target-command",
     )
     suite.add_argument(
         "--dir", type=Path, default=DEFAULT_SUITE_DIR, help="folder of the suite's scenario files"
@@ -140,6 +143,35 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         type=Path,
         help="YAML profile of the external target: tokens, tombstone policy, timings, capabilities "
         "(`harness probe --write-profile` drafts one)",
+    )
+    p.add_argument(
+        "--target-command",
+        metavar="CMD",
+        help="start this server command (split like a shell) instead of the bundled coordinator; "
+        "placeholders {port} {host} {data_dir} {run_dir} {options_file} {s3_endpoint} {s3_bucket} {s3_region} "
+        "{s3_prefix}",
+    )
+    p.add_argument(
+        "--target-ready",
+        default="tcp",
+        metavar="tcp|PATH",
+        help="when the --target-command server is ready: `tcp` (its port accepts) or an HTTP path "
+        "answering 200, e.g. /sync/health (default: tcp)",
+    )
+    p.add_argument(
+        "--target-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="environment variable of the --target-command server (placeholders allowed), repeatable",
+    )
+    p.add_argument(
+        "--target-s3-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="environment variable of the --target-command server in runs with S3 only, e.g. "
+        "COORDINATOR_S3_ENDPOINT={s3_endpoint}, repeatable",
     )
     p.add_argument(
         "--namespace",
@@ -232,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
             console.error(f"harness: no scenario files in {args.dir}")
             return 2
         return asyncio.run(_stoppable(_run_files(files, args, console, suite=args.command == "suite")))
+    except CommandTargetError as exc:  # the server command did not start: its own words, no traceback
+        console.error(f"harness: {exc}")
+        return INTERNAL_ERROR
     except KeyboardInterrupt:
         console.error("harness: interrupted; everything it started has been stopped")
         return 130
@@ -276,6 +311,11 @@ async def _run_files(files: list[Path], args: argparse.Namespace, console: Conso
                 console.error(f"harness: --{option.replace('_', '-')}-env {name}: the variable is not set")
                 return 2
             setattr(args, option, os.environ[name])
+    try:
+        target_command = _target_command(args)
+    except ValueError as exc:
+        console.error(f"harness: {exc}")
+        return 2
     profile_token: str | None = None
     if args.target_profile is not None:
         from harness.targets.profile import ProfileError, load_profile
@@ -301,11 +341,12 @@ async def _run_files(files: list[Path], args: argparse.Namespace, console: Conso
             progress=console.line,
             bugs=list(args.bug),
             target_profile=args.target_profile,
+            target_command=target_command,
             namespace=args.namespace,
             database_prefix=args.database_prefix,
             full_payloads=args.full_payloads,
         )
-        if args.keep_logs:
+        if args.keep_logs or target_command is not None:  # a command target's output is evidence
             options.run_dir = args.report_dir / "logs" / scenario.name
             options.run_dir.mkdir(parents=True, exist_ok=True)
         with console.status(f"{scenario.name}: running ({scenario.duration_s:g} s of load and faults)"):
@@ -335,6 +376,45 @@ async def _run_files(files: list[Path], args: argparse.Namespace, console: Conso
     return worst
 
 
+def _target_command(args: argparse.Namespace) -> CommandSpec | None:
+    """The --target-command server, with --target-ready and --target-env; ValueError names the
+    mistake."""
+    from harness.env.command_target import PLACEHOLDERS, CommandSpec, unknown_placeholders
+
+    if args.target_command is None:
+        if args.target_env or args.target_s3_env or args.target_ready != "tcp":
+            raise ValueError("--target-ready, --target-env and --target-s3-env go with --target-command")
+        return None
+    if args.target:
+        raise ValueError("give --target (an external URL) or --target-command, not both")
+    try:
+        argv = shlex.split(args.target_command)
+    except ValueError as exc:
+        raise ValueError(f"--target-command: {exc}") from None
+    if not argv:
+        raise ValueError("--target-command: empty command")
+    env = _assignments("--target-env", args.target_env)
+    s3_env = _assignments("--target-s3-env", args.target_s3_env)
+    bad = unknown_placeholders([*argv, *env.values(), *s3_env.values()])
+    if bad:
+        known = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+        raise ValueError(f"--target-command: unknown placeholder {{{bad[0]}}}; known: {known}")
+    ready = ("tcp", "") if args.target_ready == "tcp" else ("http", args.target_ready)
+    if ready[0] == "http" and not ready[1].startswith("/"):
+        raise ValueError(f"--target-ready {args.target_ready!r}: `tcp` or a path starting with '/'")
+    return CommandSpec(argv=tuple(argv), env=env, s3_env=s3_env, ready=ready)
+
+
+def _assignments(option: str, items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"{option} {item!r}: expected NAME=VALUE")
+        out[name] = value
+    return out
+
+
 def _shaping_options(args: argparse.Namespace) -> dict[str, Any]:
     """Every command-line option that shaped the run, for the journal (tokens: whether one was
     given, never its value)."""
@@ -343,6 +423,10 @@ def _shaping_options(args: argparse.Namespace) -> dict[str, Any]:
         "bugs": list(args.bug),
         "target": args.target,
         "target_profile": str(args.target_profile) if args.target_profile else None,
+        "target_command": args.target_command,
+        "target_ready": args.target_ready if args.target_command else None,
+        "target_env": sorted(i.partition("=")[0] for i in args.target_env),
+        "target_s3_env": sorted(i.partition("=")[0] for i in args.target_s3_env),
         "namespace": args.namespace,
         "database_prefix": args.database_prefix,
         "strict": args.strict,
@@ -363,6 +447,8 @@ async def _preflight(scenarios: list[Any], args: argparse.Namespace, token: str 
     await asyncio.to_thread(check_bugs, list(args.bug))
     for scenario in scenarios:
         check_fault_targets(scenario)
+    if args.target_command:
+        return  # the command's server is started by the run itself; its readiness is the check
     urls = {args.target} if args.target else {s.target.url for s in scenarios if s.target.url}
     for url in sorted(urls):
         await check_target(url, token, args.allow_remote)
@@ -380,6 +466,14 @@ def _rerun(path: str, seed: int, record: RunRecord, args: argparse.Namespace) ->
         words += ["--target", args.target]
     if args.target_profile:
         words += ["--target-profile", str(args.target_profile)]
+    if args.target_command:
+        words += ["--target-command", args.target_command]
+        if args.target_ready != "tcp":
+            words += ["--target-ready", args.target_ready]
+        for item in args.target_env:
+            words += ["--target-env", item]
+        for item in args.target_s3_env:
+            words += ["--target-s3-env", item]
     if args.database_prefix:
         words += ["--database-prefix", args.database_prefix]
     if args.token_env:

@@ -271,33 +271,41 @@ class CoordinatorProcess(Lifecycle):
         return list(self._process.events) if self._process is not None else []
 
     def log_lines(self) -> list[LogRecord]:
-        """Every line the coordinator wrote, timed on the run's clock: JSON lines by their "ts",
-        other lines (e.g. a traceback) at the time of the line before them."""
-        records: list[LogRecord] = []
-        for stream in ("stderr", "stdout"):
-            path = self.run_dir / f"coordinator.{stream}.log"
-            try:
-                text = path.read_text(errors="replace")
-            except OSError:
-                continue
-            last = 0.0
-            for line in text.splitlines()[:MAX_LOG_LINES]:
-                if line.startswith("---- coordinator start #"):
-                    continue  # the supervisor's own marker
-                last = self._line_time(line, last)
-                records.append(LogRecord(last, line, stream))
-        records.sort(key=lambda r: r.time)
-        return records
-
-    def _line_time(self, line: str, previous: float) -> float:
-        if not line.startswith("{"):
-            return previous
-        try:
-            stamp = json.loads(line).get("ts")
-            wall = datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
-        except (ValueError, AttributeError, TypeError):
-            return previous
-        return wall - self.wall_at_zero
+        """Every line the coordinator wrote, timed on the run's clock (see `read_log_lines`)."""
+        return read_log_lines(self.run_dir, "coordinator", self.wall_at_zero)
 
     def read_port_file(self) -> dict[str, Any]:
         return dict(json.loads(self.port_file.read_text()))
+
+
+def read_log_lines(run_dir: Path, name: str, wall_at_zero: float) -> list[LogRecord]:
+    """Every line process `name` wrote into `run_dir`, timed on the run's clock: JSON lines by
+    their "ts", other lines (e.g. a traceback) at the time of the line before them. Shared by
+    every supervised server (bundled or a command target) so checks read their logs alike."""
+    records: list[LogRecord] = []
+    marker = f"---- {name} start #"
+    for stream in ("stderr", "stdout"):
+        path = run_dir / f"{name}.{stream}.log"
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        last = 0.0
+        for line in text.splitlines()[:MAX_LOG_LINES]:
+            if line.startswith(marker):
+                continue  # the supervisor's own marker
+            last = _line_time(line, last, wall_at_zero)
+            records.append(LogRecord(last, line, stream))
+    records.sort(key=lambda r: r.time)
+    return records
+
+
+def _line_time(line: str, previous: float, wall_at_zero: float) -> float:
+    if not line.startswith("{"):
+        return previous
+    try:
+        stamp = json.loads(line).get("ts")
+        wall = datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+    except (ValueError, AttributeError, TypeError):
+        return previous
+    return wall - wall_at_zero

@@ -3,7 +3,10 @@
 Bundled target: toxiproxy-server, moto's S3 server behind the S3 fault layer, the coordinator
 as a child (data dir in a temp dir), and the proxies: client -> coordinator ("client"),
 coordinator -> S3 ("s3", which forwards to the fault layer), and per-client proxies
-("client-<id>") on demand. External target (a URL, e.g. staging): only the client proxy;
+("client-<id>") on demand. Command target: the same, with any server started from a command
+line (harness/env/command_target.py) in place of the coordinator, so process, S3 and network
+faults reach it alike; moto runs when the scenario asks for S3 (the command then gets its
+`s3_env`) or when the command cannot run without it (it names an S3 placeholder). External target (a URL, e.g. staging): only the client proxy;
 there is no process control and no S3 of ours, and `unsupported_faults()` says so as data.
 
 Clients use the URLs through Toxiproxy (`client_urls()`); checks read /status, /metrics and
@@ -24,6 +27,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from harness.env import resources
+from harness.env.command_target import CommandSpec, CommandTarget
 from harness.env.coordinator_process import CoordinatorOptions, CoordinatorProcess, S3Settings
 from harness.env.moto_server import MotoServer
 from harness.env.ports import LOCALHOST
@@ -34,6 +38,7 @@ from harness.history import FaultWindow, History
 from harness.seed import Seeds
 
 BUNDLED = "bundled"
+COMMAND = "command"
 CLIENT_PROXY = "client"
 S3_PROXY = "s3"
 
@@ -57,8 +62,8 @@ class EnvironmentSetupError(RuntimeError):
 
 @dataclass
 class EnvironmentConfig:
-    """What to bring up. `target` is "bundled" or the base URL of an external server
-    (e.g. http://host:8080/sync)."""
+    """What to bring up. `target` is "bundled", "command" (with `command`) or the base URL of an
+    external server (e.g. http://host:8080/sync)."""
 
     target: str = BUNDLED
     coordinator: CoordinatorOptions = field(default_factory=CoordinatorOptions)
@@ -66,13 +71,16 @@ class EnvironmentConfig:
     s3_bucket: str = "sync-harness"
     s3_prefix: str = ""
     s3_region: str = "us-east-1"
-    admin_token: str | None = None  # external target only; bundled uses coordinator.admin_token
+    command: CommandSpec | None = None  # target "command": the server's command line and readiness
+    command_options: dict[str, Any] = field(default_factory=dict)  # written to its {options_file}
+    admin_token: str | None = None  # external and command targets; bundled uses coordinator.admin_token
     client_proxies: list[str] = field(default_factory=list)  # per-client proxies made at start
     run_dir: Path | None = None  # logs; kept when given, else a temp dir removed at teardown
 
     @property
     def external(self) -> bool:
-        return self.target != BUNDLED
+        """A server the harness does not start (no process faults, no S3 of ours)."""
+        return self.target not in (BUNDLED, COMMAND)
 
 
 @dataclass(frozen=True)
@@ -104,7 +112,8 @@ class Environment(Lifecycle):
         self.toxiproxy: ToxiproxyServer | None = None
         self.moto: MotoServer | None = None
         self.s3_layer: S3FaultLayer | None = None
-        self.coordinator: CoordinatorProcess | None = None
+        # the server the harness started: the bundled coordinator or a command target
+        self.coordinator: CoordinatorProcess | CommandTarget | None = None
         self.proxies: dict[str, Proxy] = {}
         self.run_dir = Path()
         self.data_dir: Path | None = None
@@ -132,29 +141,34 @@ class Environment(Lifecycle):
         self.toxiproxy = await stack.enter_async_context(ToxiproxyServer(self.run_dir))
         if self.config.external:
             await self._start_external()
+        elif self.config.target == COMMAND:
+            await self._start_command()
         else:
             await self._start_bundled()
         for client_id in self.config.client_proxies:
             await self.client_proxy(client_id)
 
+    async def _start_s3(self) -> S3Settings:
+        """moto behind the S3 fault layer behind the "s3" proxy: the endpoint a server is given."""
+        stack = self._stack
+        self.moto = await stack.enter_async_context(MotoServer(self.run_dir))
+        await self.moto.create_bucket(self.config.s3_bucket)
+        self.s3_layer = await stack.enter_async_context(
+            S3FaultLayer(
+                LOCALHOST, self.moto.port, rng=self.seeds.stream("s3-faults"), clock=self.history.now
+            )
+        )
+        s3_proxy = await self._create_proxy(S3_PROXY, f"{LOCALHOST}:{self.s3_layer.port}")
+        return S3Settings(
+            bucket=self.config.s3_bucket,
+            endpoint=f"http://{s3_proxy.listen}",
+            region=self.config.s3_region,
+            prefix=self.config.s3_prefix,
+        )
+
     async def _start_bundled(self) -> None:
         stack = self._stack
-        s3_settings: S3Settings | None = None
-        if self.config.with_s3:
-            self.moto = await stack.enter_async_context(MotoServer(self.run_dir))
-            await self.moto.create_bucket(self.config.s3_bucket)
-            self.s3_layer = await stack.enter_async_context(
-                S3FaultLayer(
-                    LOCALHOST, self.moto.port, rng=self.seeds.stream("s3-faults"), clock=self.history.now
-                )
-            )
-            s3_proxy = await self._create_proxy(S3_PROXY, f"{LOCALHOST}:{self.s3_layer.port}")
-            s3_settings = S3Settings(
-                bucket=self.config.s3_bucket,
-                endpoint=f"http://{s3_proxy.listen}",
-                region=self.config.s3_region,
-                prefix=self.config.s3_prefix,
-            )
+        s3_settings = await self._start_s3() if self.config.with_s3 else None
         self.data_dir = resources.make_temp_dir("data")
         stack.callback(resources.remove_temp_dir, self.data_dir)
         seed = self.seeds.stream("coordinator-failpoints").randrange(2**31)
@@ -174,6 +188,34 @@ class Environment(Lifecycle):
             self.config.coordinator.admin_token
         )
         await self._create_proxy(CLIENT_PROXY, self.coordinator.address)
+
+    async def _start_command(self) -> None:
+        spec = self.config.command
+        if spec is None:
+            raise EnvironmentSetupError("target 'command' needs a command (EnvironmentConfig.command)")
+        if self.config.with_s3 and not spec.takes_s3:
+            raise EnvironmentSetupError(
+                f"the scenario asks for S3 but the server command `{' '.join(spec.argv)}` takes no "
+                "object store: name {s3_endpoint} and {s3_bucket} in its command or env, or set s3_env"
+            )
+        stack = self._stack
+        s3_settings = await self._start_s3() if (self.config.with_s3 or spec.needs_s3) else None
+        self.data_dir = resources.make_temp_dir("data")
+        stack.callback(resources.remove_temp_dir, self.data_dir)
+        self.coordinator = await stack.enter_async_context(
+            CommandTarget(
+                spec,
+                self.run_dir,
+                self.data_dir,
+                s3=s3_settings,
+                clock=self.history.now,
+                options=self.config.command_options,
+            )
+        )
+        self.base_path = self.coordinator.base_path
+        self._direct_address = self.coordinator.address
+        await self._create_proxy(CLIENT_PROXY, self.coordinator.address)
+        self.failpoints_available = await self._probe_failpoints()
 
     async def _start_external(self) -> None:
         parts = urlsplit(self.config.target)
@@ -279,7 +321,9 @@ class Environment(Lifecycle):
 
     @property
     def admin_token(self) -> str | None:
-        return self.config.admin_token if self.config.external else self.config.coordinator.admin_token
+        if self.config.target == BUNDLED:
+            return self.config.coordinator.admin_token
+        return self.config.admin_token
 
     def client_urls(self, client_id: str | None = None) -> TargetUrls:
         """URLs for a client: through its own proxy when it has one, else the shared one."""
@@ -333,6 +377,7 @@ class Environment(Lifecycle):
         """What a journal records about the environment."""
         return {
             "target": self.config.target,
+            "command": self.coordinator.describe() if isinstance(self.coordinator, CommandTarget) else None,
             "seed": self.seeds.seed,
             "versions": self.versions(),
             "direct_url": self.direct_url,

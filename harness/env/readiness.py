@@ -8,6 +8,7 @@ that dies while starting fails at once with its exit code and the tail of its st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import time
@@ -80,6 +81,30 @@ class HttpOk:
         except httpx.HTTPError:
             return None
         return response if response.status_code in self.statuses else None
+
+
+@dataclass
+class TcpOpen:
+    """Ready once 127.0.0.1:`port` accepts a TCP connection (a server that binds when ready)."""
+
+    host: str
+    port: int
+
+    def describe(self) -> str:
+        return f"TCP {self.host}:{self.port} accepting"
+
+    def reset(self) -> None:
+        return None
+
+    async def probe(self) -> bool | None:
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), 1.0)
+        except (OSError, TimeoutError):
+            return None
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
 
 
 @dataclass

@@ -4,6 +4,8 @@ the line where the offending value was written (in the file that wrote it, throu
 from __future__ import annotations
 
 import dataclasses
+import re
+import shlex
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any
 
 from harness.checks.registry import CHECKS, load_all
 from harness.client.behaviours import BEHAVIOURS, Behaviour
+from harness.env.command_target import PLACEHOLDERS, CommandSpec, unknown_placeholders
 from harness.faults.base import FaultSpecError
 from harness.faults.registry import validate_fault_spec
 from harness.scenario.located_yaml import Located, YamlSyntaxError, load_located
@@ -20,6 +23,9 @@ from harness.targets.profile import ProfileError, load_profile
 MAX_DURATION_S = 3600.0
 MAX_CLIENTS = 2000
 VIAS = ("proxy", "own_proxy", "direct")
+TARGET_KEYS = {"coordinator", "url", "token", "admin_token", "profile"}
+COMMAND_KEYS = {"command", "env", "cwd", "ready", "port", "s3_env", "base_path", "s3", "ready_timeout_s"}
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TOP_KEYS = {
     "name",
     "description",
@@ -174,12 +180,12 @@ class _Validator:
     def target(self, target: Any) -> TargetSpec:
         path: tuple[Any, ...] = ("target",)
         if not isinstance(target, dict):
-            raise self.error(path, "must be a mapping with `coordinator:` or `url:`")
-        unknown = set(target) - {"coordinator", "url", "token", "admin_token", "profile"}
+            raise self.error(path, "must be a mapping with `coordinator:`, `url:` or `command:`")
+        unknown = set(target) - TARGET_KEYS - COMMAND_KEYS
         if unknown:
             raise self.error(
                 (*path, sorted(unknown)[0]),
-                "unknown key; target has coordinator, url, token, admin_token, profile",
+                f"unknown key; target has {', '.join(sorted(TARGET_KEYS | COMMAND_KEYS))}",
             )
         url = self.get(target, "url", path, str)
         coordinator = target.get("coordinator") or {}
@@ -187,6 +193,7 @@ class _Validator:
             raise self.error(path, "give either `coordinator:` (bundled) or `url:` (external), not both")
         if url is not None and not url.startswith(("http://", "https://", "ws://", "wss://")):
             raise self.error((*path, "url"), "must start with http://, https://, ws:// or wss://")
+        command = self.command(target)
         if not isinstance(coordinator, dict):
             raise self.error((*path, "coordinator"), "must be a mapping (options:, s3:, failpoints:)")
         cpath = (*path, "coordinator")
@@ -199,15 +206,120 @@ class _Validator:
         for key, value in options.items():
             if not isinstance(value, str | int | float | bool | list):
                 raise self.error((*cpath, "options", key), "must be a string, number, boolean or list")
+        s3 = self.get(coordinator, "s3", cpath, bool, False)
+        if command is not None:
+            s3 = self.get(target, "s3", path, bool, False)
         return TargetSpec(
             url=url,
             profile=self.profile(target),
             coordinator_options=options,
-            s3=self.get(coordinator, "s3", cpath, bool, False),
+            s3=s3,
             failpoints=self.get(coordinator, "failpoints", cpath, bool, False),
             token=self.get(target, "token", path, str),
             admin_token=self.get(target, "admin_token", path, str),
+            command=command,
         )
+
+    def command(self, target: dict[str, Any]) -> CommandSpec | None:
+        """`command: [ARG, ...]` (or one string, split like a shell) with its siblings env, cwd,
+        ready, port, s3_env, base_path, s3, ready_timeout_s; every mistake at its own line."""
+        path: tuple[Any, ...] = ("target",)
+        given = sorted(set(target) & COMMAND_KEYS - {"command"})
+        if "command" not in target:
+            if given:
+                raise self.error((*path, given[0]), "belongs to a command target: add `command: [...]`")
+            return None
+        for other in ("url", "coordinator"):
+            if target.get(other) is not None:
+                raise self.error((*path, other), "a command target has no `" + other + "` (give one kind)")
+        argv = target["command"]
+        if isinstance(argv, str):
+            try:
+                argv = shlex.split(argv)
+            except ValueError as exc:
+                raise self.error((*path, "command"), f"cannot split the command line: {exc}") from None
+        if not isinstance(argv, list) or not argv:
+            raise self.error((*path, "command"), "must be a non-empty list of arguments (or one string)")
+        for i, arg in enumerate(argv):
+            if isinstance(arg, bool) or not isinstance(arg, str | int | float):
+                raise self.error((*path, "command", i), f"must be a string, got {arg!r}")
+        argv = [str(a) for a in argv]
+        if not argv[0]:
+            raise self.error((*path, "command", 0), "the program must not be empty")
+        self.placeholders(argv, (*path, "command"), indexed=True)
+        env = self.str_map(target, "env")
+        s3_env = self.str_map(target, "s3_env")
+        cwd = self.get(target, "cwd", path, str)
+        if cwd is not None:
+            file, _ = self.doc.where((*path, "cwd")) or (str(self.path), 1)
+            cwd = str(Path(file).parent / cwd)
+            if not Path(cwd).is_dir():
+                raise self.error((*path, "cwd"), f"no such directory {cwd!r}")
+        port = target.get("port", "auto")
+        if port == "auto" or port is None:
+            port_value: int | None = None
+        elif isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535:
+            port_value = port
+        else:
+            raise self.error((*path, "port"), f"must be `auto` or a port number 1-65535, got {port!r}")
+        base_path = self.get(target, "base_path", path, str, "/sync")
+        if not base_path.startswith("/"):
+            raise self.error((*path, "base_path"), f"must start with '/', got {base_path!r}")
+        timeout = self.get(target, "ready_timeout_s", path, float, 30.0)
+        if timeout <= 0:
+            raise self.error((*path, "ready_timeout_s"), "must be positive")
+        return CommandSpec(
+            argv=tuple(argv),
+            env=env,
+            cwd=cwd,
+            ready=self.ready(target.get("ready")),
+            port=port_value,
+            s3_env=s3_env,
+            base_path=base_path.rstrip("/") or "/",
+            ready_timeout_s=timeout,
+        )
+
+    def ready(self, ready: Any) -> tuple[str, str]:
+        where: tuple[Any, ...] = ("target", "ready")
+        if ready is None:
+            return ("tcp", "")
+        if not isinstance(ready, dict) or len(ready) != 1 or set(ready) - {"http", "tcp"}:
+            raise self.error(where, "must be {http: PATH} (GET answers 200) or {tcp: true} (port accepts)")
+        if "tcp" in ready:
+            if ready["tcp"] is not True:
+                raise self.error((*where, "tcp"), f"must be true, got {ready['tcp']!r}")
+            return ("tcp", "")
+        http = ready["http"]
+        if not isinstance(http, str) or not http.startswith("/"):
+            raise self.error((*where, "http"), f"must be a path starting with '/', got {http!r}")
+        return ("http", http)
+
+    def str_map(self, target: dict[str, Any], key: str) -> dict[str, str]:
+        where: tuple[Any, ...] = ("target", key)
+        value = target.get(key)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.error(where, "must be a mapping of variable name to value")
+        out: dict[str, str] = {}
+        for name, item in value.items():
+            if not isinstance(name, str) or not ENV_NAME.match(name):
+                raise self.error((*where, name), f"{name!r} is not an environment variable name")
+            if isinstance(item, bool) or not isinstance(item, str | int | float):
+                raise self.error((*where, name), f"must be a string or a number, got {item!r}")
+            out[name] = str(item)
+            self.placeholders([out[name]], (*where, name), indexed=False)
+        return out
+
+    def placeholders(self, texts: list[str], where: tuple[Any, ...], indexed: bool) -> None:
+        for i, text in enumerate(texts):
+            bad = unknown_placeholders([text])
+            if bad:
+                raise self.error(
+                    (*where, i) if indexed else where,
+                    f"unknown placeholder {{{bad[0]}}}; known: "
+                    + ", ".join("{" + p + "}" for p in PLACEHOLDERS),
+                )
 
     def profile(self, target: dict[str, Any]) -> str | None:
         """`profile: FILE`, relative to the file that wrote it; loaded now so its mistakes stop

@@ -6,22 +6,26 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from harness.env.command_target import CommandSpec
+
 
 @dataclass(frozen=True)
 class TargetSpec:
-    """The bundled coordinator (started and owned by the harness) or an external URL."""
+    """The bundled coordinator (started and owned by the harness), a server command (started and
+    owned by the harness, described by its profile) or an external URL."""
 
     url: str | None = None  # external target: http(s)://host:port/basePath or ws(s)://.../ws
     coordinator_options: dict[str, Any] = field(default_factory=dict)  # `coordinator serve` options
-    s3: bool = False  # run moto + the S3 fault layer and point the coordinator at them
+    s3: bool = False  # run moto + the S3 fault layer and point the coordinator (or the command) at them
     failpoints: bool = False
     token: str | None = None  # the clients' token
     admin_token: str | None = None  # for /debug/resources on an external target
     profile: str | None = None  # a target profile file (harness/targets/profile.py), resolved path
+    command: CommandSpec | None = None  # a command target (harness/env/command_target.py)
 
     @property
     def bundled(self) -> bool:
-        return self.url is None
+        return self.url is None and self.command is None
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,9 @@ from harness.checks.registry import CHECKS, load_all, run_check
 from harness.checks.result import CheckResult
 from harness.client.behaviours import BEHAVIOURS, Behaviour, catch_up_all, read_server_state
 from harness.client.sync_client import ClientConfig, SyncClient
+from harness.env.command_target import CommandSpec
 from harness.env.coordinator_process import CoordinatorOptions
-from harness.env.environment import BUNDLED, Environment, EnvironmentConfig
+from harness.env.environment import BUNDLED, COMMAND, Environment, EnvironmentConfig
 from harness.history import DEFAULT_PAYLOAD_CAP, History
 from harness.report import RunRecord
 from harness.scenario.model import ClientGroup, Scenario
@@ -51,6 +52,7 @@ class RunOptions:
     admin_token: str | None = None
     bugs: list[str] = field(default_factory=list)  # re-introduce catalogued bugs in the bundled coordinator
     target_profile: Path | None = None  # overrides the scenario's `target.profile` (external targets)
+    target_command: CommandSpec | None = None  # run the scenario against this server command
     namespace: str | None = None  # the run nonce to reuse (replay); default a new one
     database_prefix: str = ""  # before every database id (what a staging token's grants match)
     run_dir: Path | None = None  # keep the environment's logs here
@@ -75,7 +77,7 @@ async def run_scenario(scenario: Scenario, options: RunOptions | None = None) ->
     )
     profile = target_profile(scenario, options, notes)
     say(f"{scenario.name}: seed {scenario.seed}, namespace {namespace.prefix}")
-    env_config = _environment_config(scenario, options, namespace, profile)
+    env_config = _environment_config(scenario, options, namespace, profile, notes)
     async with Environment(env_config, seeds, history) as env:
         versions.update(env.versions())
         observations.capabilities = dict(profile.capabilities)
@@ -112,7 +114,7 @@ def target_profile(scenario: Scenario, options: RunOptions, notes: list[str]) ->
     """What the run knows about its target: derived from the options the bundled coordinator is
     started with, or read from the external target's profile file (empty without one)."""
     file = options.target_profile or (Path(scenario.target.profile) if scenario.target.profile else None)
-    if options.target_url is None and scenario.target.bundled:
+    if target_kind(scenario, options) == BUNDLED:
         if file is not None:
             notes.append(
                 f"target profile {file} ignored: the bundled coordinator's profile follows its options"
@@ -122,6 +124,17 @@ def target_profile(scenario: Scenario, options: RunOptions, notes: list[str]) ->
         notes.append("no target profile: bounds it would give are unknown (harness probe drafts one)")
         return TargetProfile()
     return load_profile(file)
+
+
+def target_kind(scenario: Scenario, options: RunOptions) -> str:
+    """What the run aims at: "url" (external), "command" or "bundled"; options override the scenario."""
+    if options.target_url is not None:
+        return "url"
+    if options.target_command is not None:
+        return COMMAND
+    if scenario.target.bundled:
+        return BUNDLED
+    return COMMAND if scenario.target.command is not None else "url"
 
 
 def check_bounds(scenario: Scenario, profile: TargetProfile | None = None) -> dict[str, dict[str, Any]]:
@@ -177,10 +190,35 @@ def settle_time(scenario: Scenario, profile: TargetProfile | None = None) -> flo
 
 
 def _environment_config(
-    scenario: Scenario, options: RunOptions, namespace: Namespace, profile: TargetProfile
+    scenario: Scenario, options: RunOptions, namespace: Namespace, profile: TargetProfile, notes: list[str]
 ) -> EnvironmentConfig:
     target = scenario.target
     url = options.target_url or target.url
+    command = options.target_command or target.command
+    if options.target_url is None and command is not None:
+        server_options = dict(target.coordinator_options)
+        if "tokens" in server_options:
+            tokens = server_options["tokens"]
+            server_options["tokens"] = [
+                namespace.token_spec(str(t)) for t in (tokens if isinstance(tokens, list) else [tokens])
+            ]
+        if server_options and "{options_file}" not in " ".join(
+            [*command.argv, *command.env.values(), *command.s3_env.values()]
+        ):
+            names = ", ".join(sorted(server_options))
+            notes.append(
+                f"coordinator options ({names}) not applied: the server command does not read {{options_file}}"
+            )
+        if options.bugs:
+            notes.append("--bug not applied: it re-introduces bugs in the bundled coordinator only")
+        return EnvironmentConfig(
+            target=COMMAND,
+            command=command,
+            command_options=server_options,
+            with_s3=target.s3,
+            admin_token=options.admin_token or target.admin_token or profile.admin_token(),
+            run_dir=options.run_dir,
+        )
     if url is not None:
         return EnvironmentConfig(
             target=url,
@@ -378,7 +416,7 @@ def _token(run: _Run, group_token: str | None) -> str | None:
     written in a scenario (a tenant test's) are names the bundled coordinator was started with;
     an external target knows one only when its profile names it (or takes any token), so there
     it is passed over for the next, and the run's notes say so."""
-    external = not run.scenario.target.bundled or run.options.target_url is not None
+    external = target_kind(run.scenario, run.options) != BUNDLED
     candidates = (
         (group_token, True),
         (run.options.token, False),

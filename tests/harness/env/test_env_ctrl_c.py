@@ -10,6 +10,8 @@ import socket
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = str(Path(__file__).with_name("ctrl_c_env.py"))
 ROOT = str(Path(__file__).resolve().parents[3])
 
@@ -32,10 +34,11 @@ def accepts(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-async def test_ctrl_c_tears_everything_down() -> None:
+@pytest.mark.parametrize("kind", ["bundled", "command"])
+async def test_ctrl_c_tears_everything_down(kind: str) -> None:
     env = dict(os.environ, PYTHONPATH=ROOT)
     runner = await asyncio.create_subprocess_exec(
-        sys.executable, SCRIPT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
+        sys.executable, SCRIPT, kind, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
     )
     try:
         assert runner.stdout is not None

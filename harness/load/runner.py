@@ -277,7 +277,7 @@ def _config(
         )
         profile = target_profile(scenario, run_options, notes)
         bounds = check_bounds(scenario, profile) if scenario.checks else {n: {} for n in DEFAULT_CHECKS}
-        return _environment_config(scenario, run_options, namespace, profile), bounds
+        return _environment_config(scenario, run_options, namespace, profile, notes), bounds
     bounds = {n: {} for n in DEFAULT_CHECKS}
     if options.target_url is not None:
         return EnvironmentConfig(

@@ -228,7 +228,15 @@ class ObjectStoreBridge:
             os._exit(1)
 
     def describe(self) -> dict[str, Any]:
-        return self.persistence.stats()
+        """The object store's part of /debug/resources: only things that are live now (PROTOCOL.md
+        section 4: the numbers a leak check reads). Cumulative counters (requests, uploads,
+        transitions) grow for ever by design; they are in /metrics, and here they would read as
+        leaks to any checker."""
+        stats = self.persistence.stats()
+        return {
+            key: stats[key]
+            for key in ("backend_state", "degraded", "outbox_depth", "uploads_in_flight", "uploader_running")
+        }
 
     async def check_backend(self) -> str:
         """Ask the object store itself, now, whether it answers (only the heartbeat of the

@@ -206,3 +206,28 @@ async def test_a_batch_the_outbox_cannot_record_still_reaches_s3_in_a_snapshot(
         metrics = (await http.get("/metrics")).text
     assert "coordinator_s3_outbox_write_failures_total 1" in metrics
     assert any(e.get("event") == "s3_batch_record_failed" for e in coord.log_events())
+
+
+async def test_debug_resources_shows_only_live_object_store_state_not_counters(
+    start_coordinator: Any, connect: Any, moto_server: MotoServer, bucket: str
+) -> None:
+    """/debug/resources holds the numbers a leak check reads (PROTOCOL.md section 4): after
+    writes have been uploaded, the object store's part holds nothing that only ever grows (request,
+    upload or transition counters would read as leaks to any checker; they are in /metrics)."""
+    coord = await start_coordinator(*_s3_args(bucket, moto_server.endpoint))
+    ws = await connect(coord)
+    await ws.handshake("db1")
+    applied = await _apply_many(ws, 5)
+    await _poll(lambda: len(_batch_changes(moto_server, bucket)) == len(applied), what="batches in S3")
+    async with coord.http() as http:
+        store = (await http.get("/debug/resources", headers=ADMIN)).json()["data"]["objectStore"]
+    assert set(store) == {
+        "backend_state",
+        "degraded",
+        "outbox_depth",
+        "uploads_in_flight",
+        "uploader_running",
+    }
+    async with coord.http() as http:
+        metrics = (await http.get("/metrics")).text
+    assert "coordinator_s3_requests_total" in metrics

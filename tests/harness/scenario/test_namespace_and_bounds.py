@@ -259,5 +259,5 @@ def test_batch_size_bound_from_the_bundled_option_or_the_profile_file(
     )
     assert "batch_size" not in check_bounds(scenario, TargetProfile())["changes-paging"]  # unknown: unset
     file.write_text("batch_size: 0\n")
-    with pytest.raises(ProfileError, match="staging.yaml:1: batch_size: must be a positive whole number"):
+    with pytest.raises(ProfileError, match=r"staging\.yaml:1: batch_size: must be a positive whole number"):
         load_profile(file)

@@ -22,6 +22,7 @@ suite: setup
 lint: $(VENV)/.installed
 	$(BIN)/ruff check coordinator harness tests benchmarks
 	$(BIN)/ruff format --check coordinator harness tests benchmarks
+	$(BIN)/lint-imports --no-cache
 
 type: $(VENV)/.installed
 	$(BIN)/mypy

@@ -28,25 +28,18 @@ from typing import Any
 
 import orjson
 
-from benchmarks._common import (
-    HOST,
-    Coordinator,
+from benchmarks._coordinator import Coordinator
+from benchmarks._measure import (
     CpuWindow,
-    Worker,
-    add_profiling_and_worker_args,
-    ask_all,
     gc_pause_ms_within,
     load_info,
-    new_site_id,
-    open_sessions,
     percentiles_ms,
     proc_rss_kib,
-    raise_nofile,
     self_cpu_s,
-    serve_commands,
-    stop_all,
-    worker_or_driver,
 )
+from benchmarks._run import HOST, add_profiling_and_worker_args
+from benchmarks._sessions import new_site_id, open_sessions
+from benchmarks._workers import Worker, ask_all, raise_nofile, serve_commands, stop_all, worker_or_driver
 from benchmarks._wsclient import RawWebSocket
 
 HEARTBEAT = b'{"type":"heartbeat"'
@@ -203,6 +196,7 @@ async def drive(args: argparse.Namespace) -> int:
         profile_out=args.profile,
         gc_only=args.gc_only,
         gc_freeze=args.gc_freeze,
+        stop_timeout_s=30.0,
     )
     workers: list[Worker] = []
     result: dict[str, Any] = {
@@ -368,7 +362,7 @@ async def drive(args: argparse.Namespace) -> int:
         code = 1
     finally:
         await stop_all(workers)
-        result["coordinatorExit"] = await coordinator.stop(timeout_s=30)
+        result["coordinatorExit"] = await coordinator.stop()
         result["loadAtEnd"] = load_info()
         print(json.dumps(result, indent=2))
     return code

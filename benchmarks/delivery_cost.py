@@ -33,7 +33,9 @@ from typing import Any
 import orjson
 from websockets.protocol import OPEN, Protocol, Side
 
-from benchmarks._common import HOST, _die_with_parent, load_info, loop_factory
+from benchmarks._measure import load_info
+from benchmarks._run import HOST, loop_factory
+from benchmarks._workers import die_with_parent
 from coordinator.service.session import RateLimiter, Session
 
 _DRAIN = """
@@ -252,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (0 < args.connections <= 5000 and 0 < args.rounds <= 10_000):
         parser.error("--connections in 1..5000, --rounds in 1..10000")
     drain = subprocess.Popen(  # the peer of every connection: reads and discards
-        [sys.executable, "-c", _DRAIN], stdout=subprocess.PIPE, text=True, preexec_fn=_die_with_parent
+        [sys.executable, "-c", _DRAIN], stdout=subprocess.PIPE, text=True, preexec_fn=die_with_parent
     )
     try:
         assert drain.stdout is not None

@@ -27,23 +27,23 @@ from typing import Any
 
 import orjson
 
-from benchmarks._common import (
-    HOST,
-    Coordinator,
+from benchmarks._coordinator import Coordinator
+from benchmarks._measure import (
     CpuWindow,
-    Worker,
-    add_profiling_and_worker_args,
-    ask_all,
     gc_pause_ms_within,
     load_info,
-    new_site_id,
-    open_sessions,
     percentiles_ms,
     proc_rss_kib,
-    raise_nofile,
     self_cpu_s,
-    serve_commands,
     slow_apply_ms_within,
+)
+from benchmarks._run import HOST, add_profiling_and_worker_args
+from benchmarks._sessions import new_site_id, open_sessions
+from benchmarks._workers import (
+    Worker,
+    ask_all,
+    raise_nofile,
+    serve_commands,
     split,
     stop_all,
     worker_or_driver,

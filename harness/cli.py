@@ -129,6 +129,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     probe.add_argument("--allow-remote", action="store_true", help="probe a target that is not on loopback")
 
+    from harness.load.cli import add_parser as add_load_parser
+
+    add_load_parser(commands)
+
     listing = commands.add_parser("list", help="list scenarios, checks and faults")
     listing.add_argument("--dir", type=Path, default=DEFAULT_SUITE_DIR)
     listing.add_argument("--json", action="store_true", help="as JSON")
@@ -226,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
             return _list(args, console)
         if args.command == "verify":
             return _verify(args, console)
+        if args.command == "load":
+            from harness.load.cli import run as run_load_command
+
+            return run_load_command(args, console)
         if args.command == "probe":
             return asyncio.run(_stoppable(_probe(args, console)))
         files = sorted(args.dir.glob("*.yaml")) if args.command == "suite" else args.files
@@ -578,6 +586,7 @@ def _list(args: argparse.Namespace, console: Console) -> int:
                                 k: {"default": p.default, "description": p.description}
                                 for k, p in c.params.items()
                             },
+                            "excuses": [p.to_json() for p in c.excuses],
                         }
                         for c in checks.values()
                     ],
@@ -599,6 +608,10 @@ def _list(args: argparse.Namespace, console: Console) -> int:
         console.line(f"  {c.name} [{c.family}]: {c.description}")
         for name, param in c.params.items():
             console.line(f"      {name} = {param.default!r}: {param.description}")
+        for policy in c.excuses or ():
+            console.line(f"      excuse: {policy.describe()}")
+        if not c.excuses:
+            console.line("      excuse: no fault excuses a miss")
     console.line("\nFaults:")
     for line in format_fault_catalog().splitlines():
         console.line(f"  {line}")

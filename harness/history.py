@@ -17,8 +17,42 @@ from typing import Any, Literal
 OpType = Literal["invoke", "ok", "fail", "info"]
 
 # Frames whose raw text is larger are recorded as a stub with what the checks need
-# (harness/client/capping.py says which fields): journals stay small. None keeps every frame.
+# (harness/model/capping.py says which fields): journals stay small. None keeps every frame.
 DEFAULT_PAYLOAD_CAP = 4096
+
+
+# The vocabulary: what clients write and checks read. It lives here, not in the client, so a check
+# imports it without the client (and its network stack).
+class EventKind:
+    CONNECTING = "connecting"  # {url, attempt}
+    OPEN = "open"  # {conn, url}
+    CONNECT_FAILED = "connect_failed"  # {conn, error}
+    CLOSE = "close"  # {conn, code, reason, sent_code, by_client}
+    RECONNECT = "reconnect"  # {attempt, delay}
+    RECONNECT_GAVE_UP = "reconnect_gave_up"  # {attempts, elapsed, error}
+    SESSION = "session"  # {conn, databaseId, siteId, connectionId}
+    SEQ_GAP = "seq_gap"  # {conn, expected, got}
+    SEQ_REPEAT = "seq_repeat"  # {conn, expected, got}
+    BAD_FRAME = "bad_frame"  # {conn, error}
+    READING_PAUSED = "reading_paused"  # {conn}
+    READING_RESUMED = "reading_resumed"  # {conn}
+    REPLICA = "replica"  # {source, caught_up, databaseId, uncertain, state}
+    CLOCK = "clock"  # {wall_ms}: maps this run's monotonic times to wall-clock ms
+    BEHAVIOUR_START = "behaviour_start"  # {behaviour, params}
+    BEHAVIOUR_END = "behaviour_end"  # {behaviour, reason}
+
+
+class OpName:
+    HANDSHAKE = "handshake"
+    GET_CHANGES = "get_changes"
+    APPLY = "apply"
+    SNAPSHOT = "snapshot"  # WS get_snapshot
+    RESUME_SNAPSHOT = "resume_snapshot"
+    HTTP_SNAPSHOT = "http_snapshot"
+    HTTP_GET_CHANGES = "http_get_changes"
+    HTTP_APPLY = "http_apply"
+    PING = "ping"
+    SEND_RAW = "send_raw"  # a deliberately malformed or unusual frame, answered by an error
 
 
 @dataclass(slots=True)
@@ -59,16 +93,68 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+# Fault kind -> family (the fault class's `Fault.family`), for windows recorded without one:
+# journals written before windows carried it, and hand-made histories. A test keeps it equal to
+# the fault registry (harness/faults/registry.py), which the history may not import.
+FAULT_FAMILIES: dict[str, str] = {
+    "latency": "network",
+    "jitter": "network",
+    "bandwidth": "network",
+    "slow_close": "network",
+    "timeout": "network",
+    "reset_peer": "network",
+    "slicer": "network",
+    "limit_data": "network",
+    "proxy_down": "network",
+    "s3_outage": "s3",
+    "s3_error": "s3",
+    "s3_slowdown": "s3",
+    "s3_latency": "s3",
+    "s3_drop": "s3",
+    "kill": "process",
+    "pause": "process",
+    "terminate": "process",
+    "restart": "process",
+    "disk_loss": "process",
+    "failpoint": "failpoint",
+}
+UNKNOWN_FAMILY = "unknown"  # a kind the table does not know (a newer harness's journal)
+SLOWING_KINDS = frozenset({"latency", "jitter"})  # network faults that delay and lose nothing
+
+
+def observable_effect(kind: str, params: dict[str, Any]) -> bool:
+    """Whether a fault of `kind` can show as a failure (an error, a drop, a lost message) rather
+    than only as a delay: latency, jitter and a failpoint in delay mode only slow things down.
+    The fault classes say the same for themselves (`Fault.observable`); this is for windows
+    recorded without it."""
+    if kind in SLOWING_KINDS:
+        return False
+    return not (kind == "failpoint" and str(params.get("mode", "error")).lower() == "delay")
+
+
 @dataclass(slots=True)
 class FaultWindow:
-    """An interval during which a fault was in force. `end` is None while it still is."""
+    """An interval during which a fault was in force. `end` is None while it still is.
+
+    `family` is the fault class's (network, s3, process, failpoint) and `observable` says
+    whether its effect can be a failure rather than only a delay; checks decide what a window
+    excuses from these two and the target, never from the kind's spelling. Missing (an old
+    journal), they are derived from the kind."""
 
     id: int
-    kind: str  # e.g. "latency", "s3-outage", "sigstop", "failpoint"
+    kind: str  # e.g. "latency", "s3_outage", "terminate", "failpoint"
     target: str  # proxy name, "s3", "coordinator", failpoint name
     params: dict[str, Any]
     start: float
     end: float | None = None
+    family: str = ""
+    observable: bool | None = None
+
+    def __post_init__(self) -> None:
+        if not self.family:
+            self.family = FAULT_FAMILIES.get(self.kind, UNKNOWN_FAMILY)
+        if self.observable is None:
+            self.observable = observable_effect(self.kind, self.params)
 
 
 class History:
@@ -115,8 +201,18 @@ class History:
         return ev
 
     # faults ---------------------------------------------------------------------------------
-    def fault_started(self, kind: str, target: str, params: dict[str, Any]) -> FaultWindow:
-        window = FaultWindow(len(self.faults) + 1, kind, target, dict(params), self.now())
+    def fault_started(
+        self,
+        kind: str,
+        target: str,
+        params: dict[str, Any],
+        family: str = "",
+        observable: bool | None = None,
+    ) -> FaultWindow:
+        """Open a window; without `family` / `observable` they are derived from the kind."""
+        window = FaultWindow(
+            len(self.faults) + 1, kind, target, dict(params), self.now(), None, family, observable
+        )
         self.faults.append(window)
         return window
 

@@ -1,11 +1,14 @@
 """The bug catalogue (BUGS.md), re-introducible on purpose so the harness can prove it catches
-each one. The correct behaviour is always the default. Each bug is a small swap made where the
-behaviour lives, at construction: `if bugs.on("id"): self.method = self._method_with_that_bug`,
-with the buggy variant written right beside the correct one.
+each one. The correct behaviour is always the default. Each class that can carry bugs declares
+them in one table at the top of the class, `BUG_SWAPS = {bug_id: (attribute, variant)}`, and its
+`__init__` applies it with `bugs.apply(self, self.BUG_SWAPS)`: the variant (a method written right
+beside its correct twin, or a hook the correct method consults) replaces the attribute. Where a
+copy of the correct method would drift, the variant is a small hook inside the correct method.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -88,13 +91,12 @@ CATALOGUE: dict[str, Bug] = {
 }
 
 
-# Bugs whose swaps replace the same attribute: switched on together, one would silently win.
-# tests/coordinator/test_bug_swaps.py derives the pairs from the swap sites and checks this list.
-SAME_SWAP: tuple[frozenset[str], ...] = (frozenset({"unbounded-send-queue", "broadcast-seq-gap"}),)
+BugSwaps = Mapping[str, tuple[str, str]]
+"""A class's bug table: bug id -> (the attribute it replaces, the attribute holding its variant)."""
 
 
 class ConflictingBugs(ValueError):
-    """Two bugs that replace the same behaviour cannot be on at once."""
+    """Two bugs that replace the same attribute cannot be on at once: one would silently win."""
 
 
 class UnknownBug(ValueError):
@@ -112,11 +114,6 @@ class Bugs:
         unknown = [i for i in ids if i not in CATALOGUE]
         if unknown:
             raise UnknownBug(unknown)
-        for pair in SAME_SWAP:
-            if pair <= set(ids):
-                raise ConflictingBugs(
-                    f"bugs {' and '.join(sorted(pair))} replace the same behaviour: switch on one at a time"
-                )
         self.enabled = frozenset(ids)
         self.applied: set[str] = set()
 
@@ -126,6 +123,24 @@ class Bugs:
             self.applied.add(bug_id)
             return True
         return False
+
+    def apply(self, target: object, table: BugSwaps) -> None:
+        """Swap in the variant of every bug of `table` that is on: the one place where bugs
+        change behaviour. Refuses two enabled bugs on one attribute, naming both."""
+        taken: dict[str, str] = {}
+        for bug_id, (attribute, variant) in table.items():
+            assert hasattr(target, attribute) and hasattr(target, variant), (
+                f"{type(target).__name__}: bug {bug_id!r} names a missing attribute"
+            )
+            if not self.on(bug_id):
+                continue
+            if attribute in taken:
+                raise ConflictingBugs(
+                    f"bugs {taken[attribute]} and {bug_id} both replace {type(target).__name__}.{attribute}:"
+                    " switch on one at a time"
+                )
+            taken[attribute] = bug_id
+            setattr(target, attribute, getattr(target, variant))
 
     def __bool__(self) -> bool:
         return bool(self.enabled)

@@ -7,8 +7,9 @@ import fnmatch
 import hmac
 import re
 from dataclasses import dataclass
+from typing import ClassVar
 
-from coordinator.ops.bugs import Bugs
+from coordinator.ops.bugs import Bugs, BugSwaps
 
 # Matched with fullmatch: `^...$` with `match` accepts a final newline ("db\n"), which becomes a
 # store file name and splits log lines.
@@ -62,6 +63,10 @@ class Authenticator:
     """`per_database=False` (plain v1, which has no grants): a known token may read and write
     every database, whatever grants its spec names."""
 
+    BUG_SWAPS: ClassVar[BugSwaps] = {
+        "missing-authorization": ("authenticate", "_authenticate_with_missing_authorization"),
+    }
+
     def __init__(
         self,
         token_specs: list[str],
@@ -73,8 +78,7 @@ class Authenticator:
         if not per_database:
             self._tokens = dict.fromkeys(self._tokens)
         self._admin = admin_token
-        if (bugs or Bugs()).on("missing-authorization"):
-            self.authenticate = self._authenticate_with_missing_authorization  # type: ignore[method-assign]
+        (bugs or Bugs()).apply(self, self.BUG_SWAPS)
 
     @property
     def open(self) -> bool:

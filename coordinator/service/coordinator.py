@@ -13,13 +13,13 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import orjson
 
 from coordinator.clock import Clock
 from coordinator.config import CoordinatorConfig
-from coordinator.ops.bugs import Bugs
+from coordinator.ops.bugs import Bugs, BugSwaps
 from coordinator.ops.failpoints import FailpointError, Failpoints
 from coordinator.ops.logging import EventLog
 from coordinator.ops.metrics import Metrics
@@ -77,6 +77,35 @@ class Persistence(Protocol):
 
 
 class CoordinatorService:
+    # The bugs of BUGS.md this class can re-introduce: bug id -> (attribute, its variant).
+    BUG_SWAPS: ClassVar[BugSwaps] = {
+        "presence-wrong-timestamps": ("_presence_of", "_presence_of_with_presence_wrong_timestamps"),
+        "presence-stale-leave": ("_leave_database", "_leave_database_with_presence_stale_leave"),
+        "thundering-herd": ("_changes_to_broadcast", "_changes_to_broadcast_with_thundering_herd"),
+        "silent-slow-client-drop": ("_drop_slow", "_drop_slow_with_silent_slow_client_drop"),
+        "unbounded-send-queue": ("_bounded_queues", "_bounded_queues_with_unbounded_send_queue"),
+        "heartbeat-stalls-on-backend": (
+            "_before_heartbeats",
+            "_before_heartbeats_with_heartbeat_stalls_on_backend",
+        ),
+        "shutdown-without-notice": ("_announce_shutdown", "_announce_shutdown_with_shutdown_without_notice"),
+        "snapshot-unserializable": ("snapshot_chunks", "_snapshot_chunks_with_snapshot_unserializable"),
+        "ws-snapshot-generic-error": ("_stream_snapshot", "_stream_snapshot_with_ws_snapshot_generic_error"),
+        "generic-handler-errors": ("_dispatch", "_dispatch_with_generic_handler_errors"),
+        "resume-snapshot-unhandled": ("_resume_snapshot", "_resume_snapshot_with_resume_snapshot_unhandled"),
+        "broadcast-error-swallowed": ("_delivery_failed", "_delivery_failed_with_broadcast_error_swallowed"),
+        "handshake-close-leak": ("_abandon_handshake", "_abandon_handshake_with_handshake_close_leak"),
+        "handshake-error-no-unregister": ("_unregister", "_unregister_with_handshake_error_no_unregister"),
+        "broadcast-seq-gap": ("_number_push", "_number_push_with_broadcast_seq_gap"),
+        "apply-race": ("_store_apply", "_store_apply_with_apply_race"),
+    }
+    # Session queues are bounded and a broadcast never waits on a recipient (unbounded-send-queue
+    # turns both off: see `connect` and `_deliver`).
+    _bounded_queues: bool = True
+    _bounded_queues_with_unbounded_send_queue: ClassVar[bool] = False
+    snapshot_chunks = staticmethod(snapshot_chunks)
+    _snapshot_chunks_with_snapshot_unserializable = staticmethod(snapshot_chunks_with_snapshot_unserializable)
+
     def __init__(
         self,
         config: CoordinatorConfig,
@@ -94,6 +123,7 @@ class CoordinatorService:
         self.bugs = Bugs(config.bugs)
         if self.bugs:
             self.log.warning("bugs_enabled", bugs=sorted(self.bugs.enabled))
+        self.bugs.apply(self, self.BUG_SWAPS)  # before the handler table binds its methods
         self.features = Features.from_config(config)
         self.auth = Authenticator(
             config.tokens, config.admin_token, self.bugs, per_database=self.features.authorization
@@ -131,44 +161,6 @@ class CoordinatorService:
             "resume_snapshot": (self._resume_snapshot, E.SNAPSHOT_ERROR),
             "ping": (self._ping, E.MESSAGE_ERROR),
         }
-        self._queue_limits = (config.send_queue_messages, config.send_queue_bytes)
-        if self.bugs.on("presence-wrong-timestamps"):
-            self._presence_of = self._presence_of_with_presence_wrong_timestamps  # type: ignore[method-assign]
-        if self.bugs.on("presence-stale-leave"):
-            self._leave_database = self._leave_database_with_presence_stale_leave  # type: ignore[method-assign]
-        if self.bugs.on("thundering-herd"):
-            self._changes_to_broadcast = self._changes_to_broadcast_with_thundering_herd  # type: ignore[method-assign]
-        if self.bugs.on("silent-slow-client-drop"):
-            self._drop_slow = self._drop_slow_with_silent_slow_client_drop  # type: ignore[method-assign]
-        if self.bugs.on("unbounded-send-queue"):
-            self._queue_limits = (sys.maxsize, sys.maxsize)
-            self._publish = self._publish_with_unbounded_send_queue  # type: ignore[method-assign]
-        if self.bugs.on("heartbeat-stalls-on-backend"):
-            self._heartbeat_loop = self._heartbeat_loop_with_heartbeat_stalls_on_backend  # type: ignore[method-assign]
-        if self.bugs.on("shutdown-without-notice"):
-            self._announce_shutdown = self._announce_shutdown_with_shutdown_without_notice  # type: ignore[method-assign]
-        self.snapshot_chunks = snapshot_chunks
-        if self.bugs.on("snapshot-unserializable"):
-            self.snapshot_chunks = snapshot_chunks_with_snapshot_unserializable
-        if self.bugs.on("ws-snapshot-generic-error"):
-            self._stream_snapshot = self._stream_snapshot_with_ws_snapshot_generic_error  # type: ignore[method-assign]
-        if self.bugs.on("generic-handler-errors"):
-            self._dispatch = self._dispatch_with_generic_handler_errors  # type: ignore[method-assign]
-        if self.bugs.on("resume-snapshot-unhandled"):
-            self._handlers["resume_snapshot"] = (
-                self._resume_snapshot_with_resume_snapshot_unhandled,
-                E.SNAPSHOT_ERROR,
-            )
-        if self.bugs.on("broadcast-error-swallowed"):
-            self._deliver = self._deliver_with_broadcast_error_swallowed  # type: ignore[method-assign]
-        if self.bugs.on("handshake-close-leak"):
-            self._abandon_handshake = self._abandon_handshake_with_handshake_close_leak  # type: ignore[method-assign]
-        if self.bugs.on("handshake-error-no-unregister"):
-            self._unregister = self._unregister_with_handshake_error_no_unregister  # type: ignore[method-assign]
-        if self.bugs.on("broadcast-seq-gap"):
-            self._publish = self._publish_with_broadcast_seq_gap  # type: ignore[method-assign]
-        if self.bugs.on("apply-race"):
-            self._store_apply = self._store_apply_with_apply_race  # type: ignore[method-assign]
 
     # lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -269,8 +261,8 @@ class CoordinatorService:
         session = Session(
             connection_id=uuid.uuid4().hex,
             remote=remote,
-            max_messages=self._queue_limits[0],
-            max_bytes=self._queue_limits[1],
+            max_messages=self.config.send_queue_messages if self._bounded_queues else sys.maxsize,
+            max_bytes=self.config.send_queue_bytes if self._bounded_queues else sys.maxsize,
             limiter=RateLimiter(
                 self.config.rate_limit_per_s,
                 self.config.rate_limit_burst,
@@ -600,107 +592,77 @@ class CoordinatorService:
         self, database_id: str, sender_site: bytes, sender: Session | None, change_sets: list[dict[str, Any]]
     ) -> int | None:
         """Broadcast what an apply applied; returns its sequence number. Waits on no recipient."""
-        return self._broadcast(database_id, sender_site, sender, change_sets)
-
-    async def _publish_with_unbounded_send_queue(
-        self, database_id: str, sender_site: bytes, sender: Session | None, change_sets: list[dict[str, Any]]
-    ) -> int | None:
-        """BUG unbounded-send-queue (BUGS.md): session queues have no bound (see `__init__`), and
-        the broadcast awaits each recipient's send in turn: one client that stops reading holds
-        up the push to everyone after it (and the writer's answer), while its queue grows."""
         state = self.databases.get(database_id)
         if state is None:
             return None
-        seq = state.next_seq()
-        frame = M.push_changes(change_sets, seq if self.features.seq else None)
-        self.metrics.broadcasts.inc()
-        for session in list(state.sessions.values()):
-            if session is sender or session.site_id == sender_site:
-                continue
-            await session.put(frame)
-            await session.sent()
-            self.metrics.broadcast_deliveries.inc()
+        seq, frame = await self._number_push(state, change_sets)
+        await self._deliver(state, sender_site, sender, frame, seq)
         return seq
 
-    def _broadcast(
-        self, database_id: str, sender_site: bytes, sender: Session | None, change_sets: list[dict[str, Any]]
-    ) -> int | None:
-        """Queue push_changes to every other site's session without waiting on any of them. A
-        failed send is logged, counted, and drops that one session (told why); the rest still
-        get the message. Sequence numbers are taken and sent in one step: no gaps, no repeats."""
-        state = self.databases.get(database_id)
-        if state is None:
-            return None
+    async def _number_push(self, state: DatabaseState, change_sets: list[dict[str, Any]]) -> tuple[int, str]:
+        """Take the next sequence number and build its push in one step (nothing awaited between
+        them): no gaps, no repeats."""
         seq = state.next_seq()
-        frame = M.push_changes(change_sets, seq if self.features.seq else None)
-        self._deliver(state, sender_site, sender, frame, seq)
-        return seq
+        return seq, M.push_changes(change_sets, seq if self.features.seq else None)
 
-    async def _publish_with_broadcast_seq_gap(
-        self, database_id: str, sender_site: bytes, sender: Session | None, change_sets: list[dict[str, Any]]
-    ) -> int | None:
+    async def _number_push_with_broadcast_seq_gap(
+        self, state: DatabaseState, change_sets: list[dict[str, Any]]
+    ) -> tuple[int, str]:
         """BUG broadcast-seq-gap (BUGS.md): the next number is read, the push is serialized off
         the event loop (an await), and only then is the counter stored: concurrent applies that
         overlap the await take the same number (a repeat) or overwrite each other's."""
-        state = self.databases.get(database_id)
-        if state is None:
-            return None
         seq = state.seq + 1
         frame = await asyncio.to_thread(M.push_changes, change_sets, seq if self.features.seq else None)
         state.seq = seq
-        self._deliver(state, sender_site, sender, frame, seq)
-        return seq
+        return seq, frame
 
-    def _deliver(
+    async def _deliver(
         self, state: DatabaseState, sender_site: bytes, sender: Session | None, frame: str, seq: int
     ) -> None:
-        """Offer one push to every session of the database but the sender's site. A failed send
-        is logged, counted, and drops that one session (told why); the rest still get it."""
+        """Offer one push to every session of the database but the sender's site, without
+        waiting on any of them (nothing is awaited while queues are bounded). A failed send is
+        handled by `_delivery_failed`; the rest still get the push."""
         self.metrics.broadcasts.inc()
+        bounded = self._bounded_queues
         delivered = 0
         for session in list(state.sessions.values()):
             if session is sender or session.site_id == sender_site:
                 continue
             try:
                 self.failpoints.check("broadcast.send")
-                if not session.offer(frame):
+                if not bounded:  # unbounded-send-queue: await each recipient's send in turn
+                    await session.put(frame)
+                    await session.sent()
+                elif not session.offer(frame):
                     self._drop_slow(session)
                     continue
                 delivered += 1
             except Exception as exc:
-                self.metrics.broadcast_errors.inc()
-                self.log.error(
-                    "broadcast_send_failed",
-                    sessionId=session.connection_id,
-                    databaseId=state.database_id,
-                    seq=seq,
-                    error=str(exc),
-                )
-                self._drop(
-                    session, "DELIVERY_FAILED", f"a push could not be delivered: {exc}", E.CLOSE_INTERNAL
-                )
+                if not self._delivery_failed(state, session, seq, exc):
+                    break
         self.metrics.broadcast_deliveries.inc(delivered)
 
-    def _deliver_with_broadcast_error_swallowed(
-        self, state: DatabaseState, sender_site: bytes, sender: Session | None, frame: str, seq: int
-    ) -> None:
-        """BUG broadcast-error-swallowed (BUGS.md): one try around the whole loop and an empty
-        except: the first failed send ends the broadcast, with no log and no metric, and every
-        recipient after it silently misses the push."""
-        self.metrics.broadcasts.inc()
-        delivered = 0
-        try:
-            for session in list(state.sessions.values()):
-                if session is sender or session.site_id == sender_site:
-                    continue
-                self.failpoints.check("broadcast.send")
-                if not session.offer(frame):
-                    self._drop_slow(session)
-                    continue
-                delivered += 1
-        except Exception:  # the bug: swallowed, nothing logged or counted
-            pass
-        self.metrics.broadcast_deliveries.inc(delivered)
+    def _delivery_failed(self, state: DatabaseState, session: Session, seq: int, exc: Exception) -> bool:
+        """A send failed: log, count, and drop that one session (told why); True: the broadcast
+        goes on to the other recipients."""
+        self.metrics.broadcast_errors.inc()
+        self.log.error(
+            "broadcast_send_failed",
+            sessionId=session.connection_id,
+            databaseId=state.database_id,
+            seq=seq,
+            error=str(exc),
+        )
+        self._drop(session, "DELIVERY_FAILED", f"a push could not be delivered: {exc}", E.CLOSE_INTERNAL)
+        return True
+
+    def _delivery_failed_with_broadcast_error_swallowed(
+        self, state: DatabaseState, session: Session, seq: int, exc: Exception
+    ) -> bool:
+        """BUG broadcast-error-swallowed (BUGS.md): as if one try wrapped the whole loop with an
+        empty except: the first failed send ends the broadcast, with no log and no metric, and
+        every recipient after it silently misses the push."""
+        return False
 
     async def _get_snapshot(self, session: Session, message: dict[str, Any]) -> None:
         await self._stream_snapshot(session, None)
@@ -813,20 +775,20 @@ class CoordinatorService:
         next_round = self.clock.monotonic() + interval
         while True:
             await self.clock.sleep(max(0.0, next_round - self.clock.monotonic()))
+            await self._before_heartbeats()
             self.send_heartbeats()
             next_round += interval
             if next_round < self.clock.monotonic():  # more than a whole interval late: skip ahead
                 next_round = self.clock.monotonic() + interval
 
-    async def _heartbeat_loop_with_heartbeat_stalls_on_backend(self) -> None:
+    async def _before_heartbeats(self) -> None:
+        """Nothing: a round says the backend state the object-store bridge last reported."""
+
+    async def _before_heartbeats_with_heartbeat_stalls_on_backend(self) -> None:
         """BUG heartbeat-stalls-on-backend (BUGS.md): each round first asks the object store how it
         is and waits for the answer, so while the store hangs no heartbeat goes out."""
-        interval = self.config.heartbeat_interval_ms / 1000.0
-        while True:
-            await self.clock.sleep(interval)
-            if self.persistence is not None:
-                self.backend_state = await self.persistence.check_backend()
-            self.send_heartbeats()
+        if self.persistence is not None:
+            self.backend_state = await self.persistence.check_backend()
 
     def send_heartbeats(self) -> None:
         now = self.clock.now_ms()

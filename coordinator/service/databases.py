@@ -7,9 +7,9 @@ state or timer outlives its clients.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-from coordinator.ops.bugs import Bugs
+from coordinator.ops.bugs import Bugs, BugSwaps
 from coordinator.service.session import Session
 
 
@@ -36,10 +36,11 @@ class DatabaseState:
 
 
 class DatabaseRegistry:
+    BUG_SWAPS: ClassVar[BugSwaps] = {"state-leak": ("_forget", "_forget_with_state_leak")}
+
     def __init__(self, bugs: Bugs | None = None) -> None:
         self._states: dict[str, DatabaseState] = {}
-        if bugs is not None and bugs.on("state-leak"):
-            self.leave = self._leave_with_state_leak  # type: ignore[method-assign]
+        (bugs or Bugs()).apply(self, self.BUG_SWAPS)
 
     def join(self, session: Session) -> DatabaseState:
         assert session.database_id is not None
@@ -57,20 +58,18 @@ class DatabaseRegistry:
         if state is None or state.sessions.pop(session.connection_id, None) is None:
             return None
         if not state.sessions:
-            del self._states[session.database_id]
+            self._forget(session.database_id)
             return None
         return state
 
-    def _leave_with_state_leak(self, session: Session) -> DatabaseState | None:
+    def _forget(self, database_id: str) -> None:
+        """Its last session left: release the database's state (sequence, sessions map)."""
+        del self._states[database_id]
+
+    def _forget_with_state_leak(self, database_id: str) -> None:
         """BUG state-leak (BUGS.md): the database's state (sessions map, sequence, its share of
         every heartbeat round) is kept after its last session leaves, for every database ever
         used."""
-        if session.database_id is None:
-            return None
-        state = self._states.get(session.database_id)
-        if state is None or state.sessions.pop(session.connection_id, None) is None:
-            return None
-        return state if state.sessions else None
 
     def get(self, database_id: str) -> DatabaseState | None:
         return self._states.get(database_id)

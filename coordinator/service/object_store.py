@@ -13,10 +13,11 @@ import asyncio
 import os
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from coordinator.clock import Clock
 from coordinator.config import CoordinatorConfig
+from coordinator.ops.bugs import BugSwaps
 from coordinator.ops.logging import EventLog
 from coordinator.ops.metrics import Metrics
 from coordinator.protocol.changes import decode_change_sets
@@ -25,6 +26,7 @@ from coordinator.service.snapshots import snapshot_chunks
 from coordinator.service.store_manager import StoreUnavailable
 from coordinator.storage.circuit_breaker import BackendState
 from coordinator.storage.persistence import ObjectStorePersistence, S3ConfigError, StoreError
+from coordinator.storage.s3_calls import CallFailed
 from coordinator.storage.s3_store import S3Config
 from coordinator.storage.sqlite_store import DatabaseStore
 
@@ -47,17 +49,18 @@ class _MetricsSink:
 
 
 class ObjectStoreBridge:
+    BUG_SWAPS: ClassVar[BugSwaps] = {
+        "backend-failure-silent": ("_on_backend_state", "_on_backend_state_with_backend_failure_silent"),
+        "backend-crash-on-open": ("restore", "_restore_with_backend_crash_on_open"),
+        "shutdown-loses-writes": ("_flush", "_flush_with_shutdown_loses_writes"),
+    }
+
     def __init__(self, service: CoordinatorService, config: CoordinatorConfig, clock: Clock) -> None:
         assert config.s3_bucket is not None
         self.service = service
         self.log = EventLog()
         bugs = service.bugs
-        if bugs.on("backend-failure-silent"):
-            self._on_backend_state = self._on_backend_state_with_backend_failure_silent  # type: ignore[method-assign]
-        if bugs.on("backend-crash-on-open"):
-            self.restore = self._restore_with_backend_crash_on_open  # type: ignore[method-assign]
-        if bugs.on("shutdown-loses-writes"):
-            self.shutdown = self._shutdown_with_shutdown_loses_writes  # type: ignore[method-assign]
+        bugs.apply(self, self.BUG_SWAPS)  # before `_on_backend_state` is handed to persistence
         self.persistence = ObjectStorePersistence(
             S3Config(
                 bucket=config.s3_bucket,
@@ -128,21 +131,17 @@ class ObjectStoreBridge:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.persistence.config_error is None:
-            result = await self.persistence.flush(max(0.0, deadline_s))
-            level = self.log.info if result.complete else self.log.warning
-            level("s3_flush", uploaded=result.uploaded, remaining=result.remaining, reason=result.reason)
+            await self._flush(deadline_s)
         await self.persistence.close()
 
-    async def _shutdown_with_shutdown_loses_writes(self, deadline_s: float) -> None:
+    async def _flush(self, deadline_s: float) -> None:
+        result = await self.persistence.flush(max(0.0, deadline_s))
+        level = self.log.info if result.complete else self.log.warning
+        level("s3_flush", uploaded=result.uploaded, remaining=result.remaining, reason=result.reason)
+
+    async def _flush_with_shutdown_loses_writes(self, deadline_s: float) -> None:
         """BUG shutdown-loses-writes (BUGS.md): the process stops without flushing: batches still
         waiting for their upload are abandoned at exit."""
-        if self._timer is not None:
-            self._timer.cancel()
-            await asyncio.gather(self._timer, return_exceptions=True)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.persistence.close()
 
     # the service's calls ------------------------------------------------------------------------
     def record_batch(
@@ -234,7 +233,12 @@ class ObjectStoreBridge:
     async def check_backend(self) -> str:
         """Ask the object store itself, now, whether it answers (only the heartbeat of the
         heartbeat-stalls-on-backend bug waits on this)."""
-        return "ok" if await self.persistence.ping() else "degraded"
+        calls = self.persistence.calls
+        try:
+            await calls.timed("validate", calls.client.validate)  # now, past the breaker
+        except CallFailed:
+            return "degraded"
+        return "ok"
 
     # backend state ----------------------------------------------------------------------------
     def _on_backend_state(self, old: BackendState, new: BackendState, reason: str) -> None:

@@ -34,6 +34,18 @@ class Checkpoint:
     last_table_index: int
     last_entry_index: int
     entries_processed: int
+    completed_tables: frozenset[str] = frozenset()  # names, `schema.table` or `table`
+    completed_count: int = 0  # a client that sends a count instead of names
+
+    def completed(self, index: int, schema: str, table: str) -> bool:
+        """PROTOCOL.md 3.3: a resume skips the completed tables — also the table at
+        `lastTableIndex` when the checkpoint was cut right after its table-end."""
+        return (
+            index < self.last_table_index
+            or index < self.completed_count
+            or f"{schema}.{table}" in self.completed_tables
+            or table in self.completed_tables
+        )
 
 
 def _count(number: Any, field: str) -> int:
@@ -57,11 +69,14 @@ def decode_checkpoint(value: Any) -> Checkpoint:
     for key in ("lastTableIndex", "lastEntryIndex", "entriesProcessed", "createdAt"):
         numbers[key] = _count(value.get(key, 0), f"{field}.{key}")
     completed = value.get("completedTables", [])
+    names: frozenset[str] = frozenset()
+    count = 0
     if isinstance(completed, list):
         if not all(isinstance(t, str) for t in completed):
             raise InvalidPayload(f"{field}.completedTables", "must be a list of table names or a count")
+        names = frozenset(completed)
     else:
-        _count(completed, f"{field}.completedTables")
+        count = _count(completed, f"{field}.completedTables")
     return Checkpoint(
         snapshot_id,
         site_id,
@@ -69,6 +84,8 @@ def decode_checkpoint(value: Any) -> Checkpoint:
         numbers["lastTableIndex"],
         numbers["lastEntryIndex"],
         numbers["entriesProcessed"],
+        names,
+        count,
     )
 
 
@@ -94,7 +111,7 @@ async def snapshot_chunks(
         for index, table in enumerate(tables):
             skip = 0
             if checkpoint is not None:
-                if index < checkpoint.last_table_index:
+                if checkpoint.completed(index, table.schema, table.table):
                     continue
                 if index == checkpoint.last_table_index:
                     skip = checkpoint.last_entry_index

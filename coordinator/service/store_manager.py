@@ -15,20 +15,17 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from coordinator.clock import Clock
-from coordinator.ops.bugs import Bugs
+from coordinator.ops.bugs import Bugs, BugSwaps
 from coordinator.ops.failpoints import Failpoints
 from coordinator.ops.logging import EventLog
 from coordinator.ops.metrics import Metrics
+from coordinator.storage.errors import StoreUnavailable
 from coordinator.storage.sqlite_store import DatabaseStore, store_filename
 
 Restorer = Callable[[str, DatabaseStore], Awaitable[None]]
-
-
-class StoreUnavailable(Exception):
-    """The store could not be opened (e.g. the object store is down during a restore)."""
 
 
 @dataclass(slots=True)
@@ -39,6 +36,11 @@ class _Entry:
 
 
 class StoreManager:
+    BUG_SWAPS: ClassVar[BugSwaps] = {
+        "eviction-race": ("_still_idle", "_still_idle_with_eviction_race"),
+        "cleanup-races-shutdown": ("shutdown", "_shutdown_with_cleanup_races_shutdown"),
+    }
+
     def __init__(
         self,
         data_dir: Path,
@@ -66,11 +68,7 @@ class StoreManager:
         self._closed = False
         self._metrics.open_stores.callback = lambda: {(): float(len(self._entries))}
         self.on_close: Callable[[str], None] | None = None  # told when a store closes (per-db state)
-        bugs = bugs or Bugs()
-        if bugs.on("eviction-race"):
-            self._still_idle = self._still_idle_with_eviction_race  # type: ignore[method-assign]
-        if bugs.on("cleanup-races-shutdown"):
-            self.shutdown = self._shutdown_with_cleanup_races_shutdown  # type: ignore[method-assign]
+        (bugs or Bugs()).apply(self, self.BUG_SWAPS)
 
     def set_restorer(self, restorer: Restorer) -> None:
         self._restorer = restorer
@@ -215,11 +213,7 @@ class StoreManager:
 
     async def shutdown(self) -> None:
         """Stop the cleanup first, then close every store: the cleanup never runs into shutdown."""
-        self._closed = True
-        if self._cleanup_task is not None:
-            self._cleanup_task.cancel()
-            await asyncio.gather(self._cleanup_task, return_exceptions=True)
-            self._cleanup_task = None
+        await self._stop_cleanup()
         while self._entries:
             database_id, entry = self._entries.popitem(last=False)
             self._close_entry(database_id, entry)
@@ -231,12 +225,15 @@ class StoreManager:
         for entry in list(self._entries.values()):
             entry.store.close()
         await self._clock.sleep(2 * self._cleanup_interval)  # "let in-flight work see them closed"
+        await self._stop_cleanup()
+        self._entries.clear()
+
+    async def _stop_cleanup(self) -> None:
         self._closed = True
         if self._cleanup_task is not None:
             self._cleanup_task.cancel()
             await asyncio.gather(self._cleanup_task, return_exceptions=True)
             self._cleanup_task = None
-        self._entries.clear()
 
     # observation --------------------------------------------------------------------------
     def describe(self) -> list[dict[str, Any]]:

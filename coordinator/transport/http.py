@@ -7,7 +7,7 @@ A snapshot is streamed as NDJSON; a failure after the first byte ends the stream
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import orjson
 from starlette.applications import Starlette
@@ -15,6 +15,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from coordinator.ops.bugs import BugSwaps
 from coordinator.ops.failpoints import FailpointConfigError
 from coordinator.protocol import errors as E
 from coordinator.protocol.changes import decode_change_sets
@@ -53,10 +54,13 @@ async def _body(request: Request) -> bytes | None:
 
 
 class HttpApi:
+    BUG_SWAPS: ClassVar[BugSwaps] = {
+        "http-snapshot-truncated": ("_snapshot_failed", "_snapshot_failed_with_http_snapshot_truncated"),
+    }
+
     def __init__(self, service: CoordinatorService) -> None:
         self.service = service
-        if service.bugs.on("http-snapshot-truncated"):
-            self._snapshot_lines = self._snapshot_lines_with_http_snapshot_truncated  # type: ignore[method-assign]
+        service.bugs.apply(self, self.BUG_SWAPS)
 
     def app(self) -> Starlette:
         base = self.service.config.base_path
@@ -299,32 +303,24 @@ class HttpApi:
                 metrics.snapshot_chunks.inc(transport="http")
             metrics.snapshots.inc(transport="http", outcome="complete")
         except Exception as exc:  # after the first byte: say so in the stream itself
-            metrics.snapshots.inc(transport="http", outcome="error")
-            self.service.log.error("http_snapshot_failed", databaseId=database_id, error=str(exc))
-            line: dict[str, Any] = {"error": f"snapshot failed: {exc}"}
-            if self.service.features.specific_errors:  # [ext] `code`
-                line["code"] = E.SNAPSHOT_ERROR
-            yield orjson.dumps(line) + b"\n"
+            last = self._snapshot_failed(database_id, exc)
+            if last is not None:
+                yield last
         finally:
             await stream.__aexit__(None, None, None)
             self.service.request_finished()
 
-    async def _snapshot_lines_with_http_snapshot_truncated(
-        self,
-        database_id: str,
-        stream: _SnapshotStream,
-        chunks: AsyncIterator[dict[str, Any]],
-        first: dict[str, Any],
-    ) -> AsyncIterator[bytes]:
+    def _snapshot_failed(self, database_id: str, exc: Exception) -> bytes | None:
+        """A failure after the first byte: logged, counted, and the stream's last line says it."""
+        self.service.metrics.snapshots.inc(transport="http", outcome="error")
+        self.service.log.error("http_snapshot_failed", databaseId=database_id, error=str(exc))
+        line: dict[str, Any] = {"error": f"snapshot failed: {exc}"}
+        if self.service.features.specific_errors:  # [ext] `code`
+            line["code"] = E.SNAPSHOT_ERROR
+        return orjson.dumps(line) + b"\n"
+
+    def _snapshot_failed_with_http_snapshot_truncated(self, database_id: str, exc: Exception) -> bytes | None:
         """BUG http-snapshot-truncated (BUGS.md): a failure after the first byte just ends the
         response (the headers are gone, so "nothing more to do"): the client holds a cut NDJSON
         stream with no error line, indistinguishable from a short snapshot until it counts."""
-        try:
-            yield orjson.dumps(first) + b"\n"
-            async for chunk in chunks:
-                yield orjson.dumps(chunk) + b"\n"
-        except Exception:  # the bug: ended silently
-            return
-        finally:
-            await stream.__aexit__(None, None, None)
-            self.service.request_finished()
+        return None

@@ -17,14 +17,14 @@ from typing import Any
 
 import orjson
 
+from harness.checks.excuses import CAUSES, ExcusePolicy, excuses
 from harness.checks.observations import Observations
 from harness.checks.registry import Param, register
 from harness.checks.result import CheckResult
 from harness.checks.verdict import failed, passed, unknown
-from harness.checks.views import Apply, applies, connections, disturbed
-from harness.client.codec import CodecError, hlc_key
-from harness.client.recorder import OpName
-from harness.history import History, Op
+from harness.checks.views import Apply, applies, connections
+from harness.history import History, Op, OpName
+from harness.model.codec import CodecError, hlc_key
 
 HTTP_OPS = frozenset({OpName.HTTP_APPLY, OpName.HTTP_GET_CHANGES, OpName.HTTP_SNAPSHOT})
 SNAPSHOT_OPS = frozenset({OpName.SNAPSHOT, OpName.RESUME_SNAPSHOT, OpName.HTTP_SNAPSHOT})
@@ -33,6 +33,9 @@ SNAPSHOT_OPS = frozenset({OpName.SNAPSHOT, OpName.RESUME_SNAPSHOT, OpName.HTTP_S
 _CODE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 # Outcomes the harness itself caused: no verdict on the server.
 HARNESS_ENDED = frozenset({"cancelled", "abandoned", "cut_by_client"})
+
+# Writes near any fault or process action are not judged (the share is of writes outside faults).
+UNACCEPTED_WRITE = ExcusePolicy("a write not accepted near a fault (not judged)", CAUSES)
 
 
 def foreign(value: Any) -> bool:
@@ -226,6 +229,7 @@ def _outcome(write: Apply, sent: _Sent, policy: str | None) -> str:
     "writes-accepted",
     "writes",
     "writers got at least min_share of their valid writes outside faults applied, or refused for a reason the history shows",
+    excuses=(UNACCEPTED_WRITE,),
     min_share=Param(0.9, "least share of valid writes outside faults that must be accepted"),
     grace_s=Param(1.0, "writes this close to a fault or process action are not judged"),
     tombstone_policy=Param(
@@ -246,14 +250,7 @@ def writes_accepted(history: History, obs: Observations, params: dict[str, Any])
         completed = write.completed
         if write.invoked.op_id in skip or completed is None or completed.error in HARNESS_ENDED:
             continue
-        if disturbed(
-            history,
-            obs,
-            write.invoked.time - grace,
-            completed.time + grace,
-            include_backend=True,
-            include_delays=True,
-        ):
+        if excuses(UNACCEPTED_WRITE, history, obs, write.invoked.time - grace, completed.time + grace):
             continue
         outcome = _outcome(write, sent, policy)
         outcomes[outcome] += 1

@@ -13,14 +13,14 @@ from harness.checks.registry import Param, register
 from harness.checks.result import CheckResult
 from harness.checks.verdict import failed, passed, unknown, unsupported
 from harness.checks.views import applies, backend_windows
-from harness.client.recorder import OpName
-from harness.history import History
+from harness.history import History, OpName
 
 
 @register(
     "object-store-not-hammered",
     "backend-load",
     "during an S3 outage the target's S3 request rate stays under a bound",
+    excuses=(),  # no fault excuses a miss it judges
     max_rate_per_s=Param(5.0, "most S3 requests per second during an outage"),
     min_window_s=Param(2.0, "shorter outages are not judged (too short for a rate)"),
 )
@@ -81,6 +81,7 @@ READ_OPS = (
     "storage-reads-bounded",
     "backend-load",
     "storage reads not explained by clients' read requests stay under a bound per client event",
+    excuses=(),  # no fault excuses a miss it judges
     read_metric=Param(r"(?i)(storage|store|state).*(read|load)", "regex of counters of storage reads"),
     max_unexplained_per_event=Param(0.5, "most reads per handshake or write beyond one per read request"),
     min_events=Param(20, "fewer events than this give no verdict"),

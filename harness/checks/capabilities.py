@@ -51,7 +51,7 @@ def detected(history: History, obs: Observations, name: str) -> bool:
     if name == NOTICE:
         return bool(history.received("notice"))
     if name == PRESENCE:
-        return bool(history.received("presence"))
+        return bool(history.received("presence") or history.received("presence_delta"))
     if name == DEBUG_RESOURCES:
         return any(s.http_status == 200 and isinstance(s.data, dict) for s in obs.resources)
     if name == HEALTH:

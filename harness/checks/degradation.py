@@ -19,6 +19,7 @@ from harness.history import History
     "degradation-announced",
     "degradation",
     "BACKEND_UNAVAILABLE within its bound of an S3 outage, BACKEND_RECOVERED after, heartbeats degraded between",
+    excuses=(),  # no fault excuses a miss it judges
     announce_bound_s=Param(10.0, "longest time from the outage's start to BACKEND_UNAVAILABLE"),
     recover_bound_s=Param(15.0, "longest time from the outage's end to BACKEND_RECOVERED"),
     heartbeat_interval_s=Param(

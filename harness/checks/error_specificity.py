@@ -7,13 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 from harness.checks import capabilities as cap
+from harness.checks.excuses import WITHOUT_FAILPOINTS, ExcusePolicy, excuses
 from harness.checks.observations import Observations
 from harness.checks.registry import Param, register
 from harness.checks.result import CheckResult
 from harness.checks.verdict import failed, passed, unknown
-from harness.checks.views import Connection, connections, disturbed
-from harness.client.recorder import OpName
-from harness.history import History, Op
+from harness.checks.views import Connection, connections
+from harness.history import History, Op, OpName
 
 # Codes any request may get whatever it asked.
 ANY_REQUEST = {"RATE_LIMITED", "NOT_AUTHENTICATED", "NOT_AUTHORIZED"}
@@ -32,6 +32,8 @@ OP_REQUEST = {
     OpName.RESUME_SNAPSHOT: "resume_snapshot",
     OpName.PING: "ping",
 }
+
+CLOSED_AFTER_ERROR = ExcusePolicy("a session closed after an error answer", WITHOUT_FAILPOINTS)
 
 
 def _conn_of(conns: list[Connection], op: Op) -> Connection | None:
@@ -65,6 +67,7 @@ def _answer(completed: Op) -> dict[str, Any]:
     "error-specificity",
     "errors",
     "bad input gets a specific non-fatal code and the session survives; server failures get the request's code",
+    excuses=(CLOSED_AFTER_ERROR,),
     survive_s=Param(1.0, "the session must still be open this long after a non-fatal error"),
 )
 def error_specificity(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
@@ -132,7 +135,7 @@ def error_specificity(history: History, obs: Observations, params: dict[str, Any
                 and not conn.by_client
                 and conn.closed_at <= completed.time + survive
                 and not _explained(conn, completed.index)
-                and not disturbed(history, obs, completed.time, conn.closed_at, include_failpoints=False)
+                and not excuses(CLOSED_AFTER_ERROR, history, obs, completed.time, conn.closed_at)
             ):
                 violations.append(
                     where

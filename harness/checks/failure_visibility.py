@@ -9,21 +9,27 @@ from typing import Any
 
 from harness.checks import capabilities as cap
 from harness.checks.delivery import expected_deliveries
+from harness.checks.excuses import WITHOUT_FAILPOINTS, ExcusePolicy, excuses
 from harness.checks.observations import Observations
 from harness.checks.prometheus import matching_series
 from harness.checks.registry import Param, register
 from harness.checks.result import CheckResult
 from harness.checks.verdict import failed, passed, unknown, unsupported
-from harness.checks.views import connections, disturbed
+from harness.checks.views import connections
 from harness.history import History
 
 ABNORMAL_CLOSES = (None, 1006, 1011)
+
+# A failed send is what this judges: failpoints excuse nothing.
+MISSED_PUSH = ExcusePolicy("a push missing after its bound", WITHOUT_FAILPOINTS)
+DROPPED_SESSION = ExcusePolicy("a session closed abnormally", WITHOUT_FAILPOINTS)
 
 
 @register(
     "failure-visibility",
     "failure-visibility",
     "when delivery visibly failed, an error metric moved (or an error was logged) afterwards",
+    excuses=(MISSED_PUSH, DROPPED_SESSION),
     metric_pattern=Param(r"(?i)(error|fail)", "regex of metric names that count failures"),
     log_pattern=Param(r"(?i)(\berror\b|\bfailed\b|exception)", "regex of log lines that report a failure"),
     delivery_bound_s=Param(5.0, "a push not received within this bound counts as a failed delivery"),
@@ -50,9 +56,7 @@ def failure_visibility(history: History, obs: Observations, params: dict[str, An
             continue
         if conn.closed_at is not None and conn.closed_at < sent + bound:
             continue
-        if conn.paused_during(sent, sent + bound) or disturbed(
-            history, obs, sent, sent + bound, include_failpoints=False
-        ):
+        if conn.paused_during(sent, sent + bound) or excuses(MISSED_PUSH, history, obs, sent, sent + bound):
             continue
         failures.append(
             {
@@ -65,7 +69,7 @@ def failure_visibility(history: History, obs: Observations, params: dict[str, An
     for conn in connections(history):
         if conn.closed_at is None or conn.by_client or conn.close_code not in ABNORMAL_CLOSES:
             continue
-        if disturbed(history, obs, conn.closed_at - 1.0, conn.closed_at, include_failpoints=False):
+        if excuses(DROPPED_SESSION, history, obs, conn.closed_at - 1.0, conn.closed_at):
             continue
         failures.append(
             {"time": conn.closed_at, "kind": f"session dropped ({conn.close_code})", "process": conn.process}

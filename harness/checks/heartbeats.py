@@ -8,18 +8,24 @@ import itertools
 from typing import Any
 
 from harness.checks import capabilities as cap
+from harness.checks.excuses import WITHOUT_FAILPOINTS, ExcusePolicy, excuses
 from harness.checks.observations import Observations
 from harness.checks.registry import Param, register
 from harness.checks.result import CheckResult
 from harness.checks.verdict import failed, passed, unknown, unsupported
-from harness.checks.views import connections, disturbed, fault_delay_s
+from harness.checks.views import connections, fault_delay_s
 from harness.history import History
+
+# Heartbeats touch only memory: neither the object store nor a failpoint excuses a gap; a
+# delay widens the bound instead (fault_delay_s).
+HEARTBEAT_GAP = ExcusePolicy("a heartbeat gap over the bound", WITHOUT_FAILPOINTS)
 
 
 @register(
     "heartbeat-continuity",
     "heartbeats",
     "no gap between heartbeats longer than factor x interval in any session, also during S3 faults",
+    excuses=(HEARTBEAT_GAP,),
     interval_s=Param(None, "the target's heartbeat interval (from its profile when not given)"),
     factor=Param(2.0, "a gap over factor x interval is a violation"),
 )
@@ -47,8 +53,8 @@ def heartbeat_continuity(history: History, obs: Observations, params: dict[str, 
             if gap <= limit + fault_delay_s(history, before, after):
                 worst = max(worst, gap)
                 continue
-            if conn.paused_during(before, after) or disturbed(
-                history, obs, before, after, include_failpoints=False, processes=(conn.process,)
+            if conn.paused_during(before, after) or excuses(
+                HEARTBEAT_GAP, history, obs, before, after, processes=(conn.process,)
             ):
                 continue
             violations.append(

@@ -1,14 +1,16 @@
 """The checks by name: their parameters (bounds) with defaults and a one-line description, so
 the scenario loader can validate a scenario's `checks:` section and `harness list` can show
-them. A check is a function (history, observations, params) -> CheckResult."""
+them, with what excuses their misses (`ExcusePolicy`, harness/checks/excuses.py). A check is a
+function (history, observations, params) -> CheckResult."""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.checks.excuses import DEFAULT_POLICY, ExcusePolicy
 from harness.checks.observations import Observations
 from harness.checks.result import CheckResult
 from harness.history import History
@@ -29,6 +31,8 @@ class CheckSpec:
     description: str
     fn: CheckFn
     params: dict[str, Param] = field(default_factory=dict)
+    # What excuses this check's misses; () when no fault excuses anything it judges.
+    excuses: tuple[ExcusePolicy, ...] = (DEFAULT_POLICY,)
 
     def defaults(self) -> dict[str, Any]:
         return {k: p.default for k, p in self.params.items()}
@@ -47,11 +51,22 @@ class CheckSpec:
 CHECKS: dict[str, CheckSpec] = {}
 
 
-def register(name: str, family: str, description: str, **params: Param) -> Callable[[CheckFn], CheckFn]:
+def register(
+    name: str,
+    family: str,
+    description: str,
+    excuses: Sequence[ExcusePolicy] | None = None,
+    **params: Param,
+) -> Callable[[CheckFn], CheckFn]:
+    """Register a check. `excuses` declares which causes excuse which of its misses (listed by
+    `harness list`); a check that declares none is listed with `DEFAULT_POLICY`, what
+    `disturbed()` excuses with no flags."""
+    policies = (DEFAULT_POLICY,) if excuses is None else tuple(excuses)
+
     def decorate(fn: CheckFn) -> CheckFn:
         if name in CHECKS:
             raise ValueError(f"check {name!r} registered twice")
-        CHECKS[name] = CheckSpec(name, family, description, fn, dict(params))
+        CHECKS[name] = CheckSpec(name, family, description, fn, dict(params), policies)
         return fn
 
     return decorate
@@ -71,6 +86,18 @@ def run_check(
         return spec.fn(history, obs, bound)
     except Exception as exc:  # a checker bug must be visible, not fatal to the run
         return CheckResult(name, "unknown", f"check raised {type(exc).__name__}: {exc}", bounds=bound)
+
+
+def excuse_table() -> str:
+    """Every check's excuse policies as the Markdown table docs/checks.md carries."""
+    rows = ["| check | miss | excused by |", "|---|---|---|"]
+    for spec in sorted(load_all().values(), key=lambda c: c.name):
+        for policy in spec.excuses:
+            causes = ", ".join(f"`{c}`" for c in sorted(policy.excused_by))
+            rows.append(f"| `{spec.name}` | {policy.what} | {causes} |")
+        if not spec.excuses:
+            rows.append(f"| `{spec.name}` | — | nothing |")
+    return "\n".join(rows)
 
 
 def load_all() -> dict[str, CheckSpec]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.checks.observations import S3Object
-from harness.client.replica import Replica
+from harness.model.replica import Replica
 
 
 def replicas_from_objects(objects: list[S3Object]) -> tuple[dict[str, Replica], list[str]]:

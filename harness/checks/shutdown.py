@@ -20,16 +20,16 @@ GOING_AWAY = 1001
 
 
 def graceful_stops(history: History, obs: Observations) -> list[float]:
-    """Times the harness asked the target to stop gracefully (SIGTERM)."""
-    times = obs.process_times("sigterm")
-    times += [w.start for w in history.faults if w.kind in ("sigterm", "shutdown", "graceful-shutdown")]
-    return sorted(set(times))
+    """Times the harness asked the target to stop gracefully: its SIGTERMs, as the process
+    observations record them (the `terminate` and `restart` faults send one each)."""
+    return sorted(set(obs.process_times("sigterm")))
 
 
 @register(
     "shutdown-notification",
     "shutdown",
     "every session connected at a graceful shutdown gets SERVER_SHUTDOWN before its 1001 close",
+    excuses=(),  # no fault excuses a miss it judges
 )
 def shutdown_notification(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
     name = "shutdown-notification"
@@ -99,6 +99,7 @@ def is_error_line(text: str, pattern: re.Pattern[str]) -> bool:
     "clean-shutdown",
     "shutdown",
     "after SIGTERM the process exits 0 within the deadline and logs no error meanwhile",
+    excuses=(),  # no fault excuses a miss it judges
     deadline_s=Param(10.0, "longest time from SIGTERM to exit"),
     error_pattern=Param(
         r"(?i)(\berror\b|\bcritical\b|traceback|exception)", "a log line matching this is an error"

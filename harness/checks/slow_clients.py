@@ -7,20 +7,26 @@ from typing import Any
 
 from harness.checks import capabilities as cap
 from harness.checks.delivery import expected_deliveries
+from harness.checks.excuses import DEFAULT_EXCUSED, ExcusePolicy, excuses
 from harness.checks.observations import Observations
 from harness.checks.registry import Param, register
 from harness.checks.result import CheckResult
 from harness.checks.verdict import failed, passed, unknown, unsupported
-from harness.checks.views import connections, disturbed
+from harness.checks.views import connections
 from harness.history import History
 
 TRY_AGAIN_LATER = 1013
+
+NOT_STALLED = ExcusePolicy("a paused reader's close counted as a stall", DEFAULT_EXCUSED)
+SILENT_READER = ExcusePolicy("a reader that heard nothing while others did", DEFAULT_EXCUSED)
+LATE_FAST_CLIENT = ExcusePolicy("a fast client's late delivery", DEFAULT_EXCUSED)
 
 
 @register(
     "slow-client-notification",
     "slow-clients",
     "a session the server drops for being slow gets a SLOW_CLIENT notice before its 1013 close",
+    excuses=(NOT_STALLED, SILENT_READER),
     silence_s=Param(
         5.0, "a stalled session that hears nothing this long after resuming, while others do, was dropped"
     ),
@@ -40,7 +46,9 @@ def slow_client_notification(history: History, obs: Observations, params: dict[s
         notices = [m for m in conn.received("notice") if m.payload.get("code") == "SLOW_CLIENT"]
         where = {"process": conn.process, "conn": conn.number, "close_code": conn.close_code}
         if conn.closed_at is not None and not conn.by_client:
-            stalled = bool(conn.paused) and not disturbed(history, obs, conn.paused[0][0], conn.closed_at)
+            stalled = bool(conn.paused) and not excuses(
+                NOT_STALLED, history, obs, conn.paused[0][0], conn.closed_at
+            )
             if conn.close_code != TRY_AGAIN_LATER and not stalled:
                 continue
             judged += 1
@@ -67,7 +75,7 @@ def slow_client_notification(history: History, obs: Observations, params: dict[s
         if (
             quiet_to - quiet_from > silence
             and others_heard
-            and not disturbed(history, obs, quiet_from, quiet_to)
+            and not excuses(SILENT_READER, history, obs, quiet_from, quiet_to)
         ):
             judged += 1
             violations.append(
@@ -90,6 +98,7 @@ def slow_client_notification(history: History, obs: Observations, params: dict[s
     "fast-client-latency",
     "slow-clients",
     "while a client stalls, every other session still receives each write within the latency bound",
+    excuses=(LATE_FAST_CLIENT,),
     max_latency_s=Param(2.0, "longest acceptable write-to-push delay for a reading session"),
 )
 def fast_client_latency(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
@@ -107,7 +116,9 @@ def fast_client_latency(history: History, obs: Observations, params: dict[str, A
         if not any(p0 <= sent <= (p1 if p1 is not None else end) for p0, p1 in stalls):
             continue
         conn = delivery.recipient
-        if conn.paused_during(sent, sent + bound) or disturbed(history, obs, sent, sent + bound):
+        if conn.paused_during(sent, sent + bound) or excuses(
+            LATE_FAST_CLIENT, history, obs, sent, sent + bound
+        ):
             continue
         latency = delivery.latency
         if latency is None and conn.closed_at is not None and conn.closed_at < sent + bound:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.checks.excuses import DEFAULT_EXCUSED, WITHOUT_FAILPOINTS, ExcusePolicy, excuses
 from harness.checks.observations import Observations
 from harness.checks.registry import Param, register
 from harness.checks.result import CheckResult
 from harness.checks.verdict import failed, passed, unknown
-from harness.checks.views import disturbed
-from harness.client.recorder import OpName
-from harness.history import History
+from harness.history import History, OpName
 
 SNAPSHOT_OPS = (OpName.SNAPSHOT, OpName.RESUME_SNAPSHOT, OpName.HTTP_SNAPSHOT)
 # Endings that mean the stream stopped without footer and without error.
@@ -29,11 +28,19 @@ HONEST_WS_ERRORS = frozenset(
 )
 WS_SNAPSHOT_OPS = (OpName.SNAPSHOT, OpName.RESUME_SNAPSHOT)
 
+# How the server ends a stream is what this judges, so its own failures (failpoints) excuse nothing.
+CUT_STREAM = ExcusePolicy(
+    "a stream ended with neither footer nor error, or a generic error (with excuse_faults)",
+    WITHOUT_FAILPOINTS,
+)
+FAILED_RESUME = ExcusePolicy("a resume that failed with its snapshot's own error", DEFAULT_EXCUSED)
+
 
 @register(
     "stream-completeness",
     "streams",
     "every snapshot stream ends with footer/snapshot_complete (counts agreeing) or with an error (SNAPSHOT_ERROR on WS)",
+    excuses=(CUT_STREAM,),
     excuse_faults=Param(True, "a stream cut while a non-S3 fault or process action was in force is excused"),
 )
 def stream_completeness(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
@@ -57,12 +64,12 @@ def stream_completeness(history: History, obs: Observations, params: dict[str, A
             invoked.f in WS_SNAPSHOT_OPS and ended == "error" and outcome.get("code") not in HONEST_WS_ERRORS
         )
         if ended in SILENT_ENDINGS or generic:
-            excuses = (
-                disturbed(history, obs, invoked.time, completed.time, include_failpoints=False)
+            excused = (
+                excuses(CUT_STREAM, history, obs, invoked.time, completed.time)
                 if params["excuse_faults"]
                 else []
             )
-            if excuses:
+            if excused:
                 continue
             judged += 1
             problem = (
@@ -94,6 +101,7 @@ def stream_completeness(history: History, obs: Observations, params: dict[str, A
     "snapshot-resume",
     "streams",
     "resume_snapshot continues a cut snapshot: answered with the rest, header repeating the checkpoint",
+    excuses=(FAILED_RESUME,),
 )
 def snapshot_resume(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
     name = "snapshot-resume"
@@ -105,7 +113,7 @@ def snapshot_resume(history: History, obs: Observations, params: dict[str, Any])
         outcome = completed.value
         # A fault may make a resume fail, but only with the snapshot's own error (or cut it).
         honest = outcome.get("ended") != "error" or outcome.get("code") in ("SNAPSHOT_ERROR", "RATE_LIMITED")
-        if honest and disturbed(history, obs, invoked.time, completed.time):
+        if honest and excuses(FAILED_RESUME, history, obs, invoked.time, completed.time):
             continue
         judged += 1
         where = {

@@ -6,13 +6,21 @@ from __future__ import annotations
 from typing import Any
 
 from harness.checks.acceptance import HARNESS_ENDED, deliberate, error_answer
+from harness.checks.excuses import (
+    DEFAULT_EXCUSED,
+    FAILPOINT,
+    NETWORK,
+    PROCESS,
+    S3,
+    UNKNOWN,
+    ExcusePolicy,
+    excuses,
+)
 from harness.checks.observations import Observations
 from harness.checks.registry import Param, register
 from harness.checks.result import CheckResult
 from harness.checks.verdict import failed, passed, unknown
-from harness.checks.views import disturbed
-from harness.client.recorder import OpName
-from harness.history import History, Op
+from harness.history import History, Op, OpName
 
 WORK_OPS = (
     OpName.HANDSHAKE,
@@ -21,6 +29,15 @@ WORK_OPS = (
     OpName.HTTP_APPLY,
     OpName.HTTP_GET_CHANGES,
     OpName.PING,
+)
+
+# A request overlapping another fault proves nothing about recovery from this one.
+DISTURBED_PROOF = ExcusePolicy(
+    "a request after a fault's recovery that another fault overlaps (not judged)", DEFAULT_EXCUSED | {S3}
+)
+# A slowed code path (failpoint in delay mode, latency) is no reason to fail a request.
+FAILED_REQUEST = ExcusePolicy(
+    "a request answered with an error", frozenset({NETWORK, PROCESS, UNKNOWN, FAILPOINT, S3})
 )
 
 
@@ -35,6 +52,7 @@ def _served(completed: Op) -> bool:
     "survival",
     "survival",
     "the process never dies on its own, and the first attempts after each fault ends succeed",
+    excuses=(DISTURBED_PROOF,),
     recovery_s=Param(5.0, "time after a fault ends within which some attempt must succeed"),
 )
 def survival(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
@@ -64,7 +82,7 @@ def survival(history: History, obs: Observations, params: dict[str, Any]) -> Che
             and window.end + recovery <= i.time
             and c is not None
             and c.error not in HARNESS_ENDED  # the client left on purpose: no attempt
-            and not disturbed(history, obs, i.time, c.time, include_backend=True)
+            and not excuses(DISTURBED_PROOF, history, obs, i.time, c.time)
         ]
         if not after:
             continue
@@ -90,6 +108,7 @@ def survival(history: History, obs: Observations, params: dict[str, Any]) -> Che
     "no-spurious-failures",
     "survival",
     "outside faults (and a grace after them), no valid request is answered with an error, whatever its code",
+    excuses=(FAILED_REQUEST,),
     grace_s=Param(1.0, "requests this close to a fault or process action are excused"),
 )
 def no_spurious_failures(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
@@ -103,13 +122,8 @@ def no_spurious_failures(history: History, obs: Observations, params: dict[str, 
             continue
         judged += 1
         error = error_answer(completed)
-        if error is not None and not disturbed(
-            history,
-            obs,
-            invoked.time - grace,
-            completed.time + grace,
-            include_backend=True,
-            include_failpoint_delays=False,  # a slowed code path is no reason to fail a request
+        if error is not None and not excuses(
+            FAILED_REQUEST, history, obs, invoked.time - grace, completed.time + grace
         ):
             violations.append(
                 {

@@ -10,8 +10,7 @@ from harness.checks.registry import register
 from harness.checks.result import CheckResult
 from harness.checks.verdict import failed, passed, unknown
 from harness.checks.views import connections
-from harness.client.recorder import OpName
-from harness.history import History, Message
+from harness.history import History, Message, OpName
 
 REFUSALS = {"AUTH_FAILED", "NOT_AUTHORIZED"}
 HTTP_OPS = (OpName.HTTP_GET_CHANGES, OpName.HTTP_APPLY, OpName.HTTP_SNAPSHOT)
@@ -41,6 +40,7 @@ def _foreign(value: Any) -> bool:
     "tenant-isolation",
     "tenancy",
     "a token for one database is refused on another and never sees or changes its data",
+    excuses=(),  # no fault excuses a miss it judges
 )
 def tenant_isolation(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
     name = "tenant-isolation"

@@ -1,5 +1,6 @@
 """Views of a history the checks share: connections with their messages, applies with what
-they acknowledged, the run's wall clock, fault windows by kind.
+they acknowledged, the run's wall clock, object-store fault windows and the delay faults add.
+What excuses a miss is harness/checks/excuses.py.
 
 A connection's messages are those of its process recorded between its `open` event and the
 next `open` of the same process; history indices are global and increasing, so this holds.
@@ -11,12 +12,22 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.checks.excuses import (
+    DELAY,
+    FAILPOINT,
+    FAILPOINT_DELAY,
+    NETWORK,
+    PROCESS,
+    S3,
+    UNKNOWN,
+    ExcusePolicy,
+    excuses,
+    overlaps,
+    window_causes,
+    windows_with,
+)
 from harness.checks.observations import Observations
-from harness.client.recorder import EventKind, OpName
-from harness.history import Event, FaultWindow, History, Message, Op
-
-BACKEND_MARKERS = ("s3", "object-store", "backend")
-PROCESS_KINDS = ("sigterm", "sigkill", "sigstop", "restart", "kill", "shutdown", "pause", "crash")
+from harness.history import Event, EventKind, FaultWindow, History, Message, Op, OpName
 
 
 @dataclass(slots=True)
@@ -212,44 +223,39 @@ def wall_offset_ms(history: History) -> float | None:
     return sum(offsets) / len(offsets) if offsets else None
 
 
-def is_backend_fault(window: FaultWindow) -> bool:
-    text = f"{window.kind} {window.target}".lower()
-    return any(marker in text for marker in BACKEND_MARKERS)
-
-
 def backend_windows(history: History) -> list[FaultWindow]:
-    return [w for w in history.faults if is_backend_fault(w)]
-
-
-def overlaps(window: FaultWindow, start: float, end: float, end_of_run: float) -> bool:
-    w_end = window.end if window.end is not None else end_of_run
-    return window.start <= end and w_end >= start
-
-
-def is_failpoint(window: FaultWindow) -> bool:
-    return "failpoint" in window.kind.lower()
-
-
-DELAY_KINDS = frozenset({"latency", "jitter"})
-
-
-def is_failpoint_delay(window: FaultWindow) -> bool:
-    """A failpoint that only slows its code path (mode delay), failing nothing."""
-    return is_failpoint(window) and str(window.params.get("mode", "error")).lower() == "delay"
+    """Object-store faults: S3 faults, and network faults on the coordinator's path to S3."""
+    return windows_with(history, S3)
 
 
 def fault_delay_s(history: History, start: float, end: float) -> float:
     """How much later than usual a message may arrive in [start, end] because of delay-only
-    faults (latency, jitter): they slow messages by a known amount, they do not lose them, so
-    they widen a bound instead of excusing a miss. Counted both ways (request and answer)."""
+    network faults (latency, jitter): they slow messages by a known amount, they do not lose
+    them, so they widen a bound instead of excusing a miss. Counted both ways (request and
+    answer)."""
     end_of_run = history.now()
     delay_ms = 0.0
     for w in history.faults:
-        if w.kind in DELAY_KINDS and overlaps(w, start, end, end_of_run):
+        if DELAY in window_causes(w) and overlaps(w, start, end, end_of_run):
             delay_ms += 2 * (
                 float(w.params.get("latency_ms", 0) or 0) + float(w.params.get("jitter_ms", 0) or 0)
             )
     return delay_ms / 1000.0
+
+
+def policy_from_flags(
+    include_backend: bool = False,
+    include_failpoints: bool = True,
+    include_delays: bool = False,
+    include_failpoint_delays: bool = True,
+) -> ExcusePolicy:
+    """The policy `disturbed()`'s flags meant (for modules written before policies)."""
+    causes = {NETWORK, PROCESS, UNKNOWN}
+    causes |= {S3} if include_backend else set()
+    causes |= {FAILPOINT} if include_failpoints else set()
+    causes |= {FAILPOINT_DELAY} if include_failpoint_delays else set()
+    causes |= {DELAY} if include_delays else set()
+    return ExcusePolicy("a late or missing answer", frozenset(causes))
 
 
 def disturbed(
@@ -263,39 +269,7 @@ def disturbed(
     processes: Iterable[str] | None = None,
     include_failpoint_delays: bool = True,
 ) -> list[dict[str, Any]]:
-    """Faults or process actions in force during [start, end]: what excuses a late or missing
-    answer. Delay-only faults (latency, jitter) excuse nothing unless asked: use `fault_delay_s`
-    to widen the bound by what they add. With `processes`, a fault on one client's own proxy
-    (target `client:<id>`) only disturbs that client. Backend (S3) faults excuse nothing unless asked: a server must ride them out.
-    Failpoints (server-side failures switched on) excuse unless the check is about how the
-    server handles its own failures (it must then end streams properly, say so, and so on).
-    A failpoint in delay mode only slows the code path it sits in: `include_failpoint_delays`
-    False leaves those out, for checks of failures that a slowdown cannot explain."""
-    end_of_run = history.now()
-    involved = set(processes) if processes is not None else None
-    found: list[dict[str, Any]] = [
-        {"fault": w.id, "kind": w.kind, "target": w.target}
-        for w in history.faults
-        if overlaps(w, start, end, end_of_run)
-        and (include_delays or w.kind not in DELAY_KINDS)
-        and (involved is None or not w.target.startswith("client:") or w.target[7:] in involved)
-        and (include_backend or not is_backend_fault(w))
-        and (include_failpoints or not is_failpoint(w))
-        and (include_failpoint_delays or not is_failpoint_delay(w))
-    ]
-    found += [
-        {"process": e.kind, "time": e.time}
-        for e in obs.process
-        if e.kind != "start" and start <= e.time <= end
-    ]
-    return found
-
-
-def end_of_run(history: History) -> float:
-    times = [0.0] + [o.time for o in history.ops] + [m.time for m in history.messages]
-    times += [e.time for e in history.events]
-    return max(times)
-
-
-def first(items: Iterable[Any]) -> Any:
-    return next(iter(items), None)
+    """Deprecated: `excuses(policy, ...)` with a policy declared in `register(...)`. Kept, with
+    the same meaning, for check modules written against it until they are converted."""
+    policy = policy_from_flags(include_backend, include_failpoints, include_delays, include_failpoint_delays)
+    return excuses(policy, history, obs, start, end, processes)

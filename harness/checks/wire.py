@@ -10,11 +10,10 @@ from harness.checks.observations import Observations
 from harness.checks.registry import register
 from harness.checks.result import CheckResult
 from harness.checks.verdict import failed, passed, unknown
-from harness.client.capping import is_capped
-from harness.client.changesets import ChangeSet
-from harness.client.codec import CodecError, decode_site_id
-from harness.client.recorder import EventKind, OpName
-from harness.history import History
+from harness.history import EventKind, History, OpName
+from harness.model.capping import is_capped
+from harness.model.changesets import ChangeSet
+from harness.model.codec import CodecError, decode_site_id
 
 _COUNTS = ("applied", "skipped", "conflicts", "transactions")
 
@@ -52,6 +51,7 @@ def _problems(kind: str, payload: dict[str, Any]) -> list[str]:
     "well-formed-messages",
     "wire",
     "every frame the target sends is JSON and parses with the harness's strict codec",
+    excuses=(),  # no fault excuses a miss it judges
 )
 def well_formed_messages(history: History, obs: Observations, params: dict[str, Any]) -> CheckResult:
     name = "well-formed-messages"

@@ -15,8 +15,8 @@ from harness.checks.s3_contents import replicas_from_objects
 from harness.checks.shutdown import graceful_stops
 from harness.checks.verdict import failed, passed, unknown
 from harness.checks.views import Apply, applies, backend_windows
-from harness.client.replica import Replica, change_cell
 from harness.history import History
+from harness.model.replica import Replica, change_cell
 
 
 def owed_to_s3(history: History, obs: Observations, flush_bound_s: float) -> list[Apply]:
@@ -78,6 +78,7 @@ def _missing(
     "no-lost-write",
     "writes",
     "every acknowledged change is visible in the server's final state (and in S3 when owned)",
+    excuses=(),  # no fault excuses a miss it judges
     check_s3=Param(
         True, "also look for each acknowledged change in the object store when the harness owns it"
     ),
@@ -131,6 +132,7 @@ def no_lost_write(history: History, obs: Observations, params: dict[str, Any]) -
     "durability",
     "writes",
     "acknowledged changes reach S3: all of them after a graceful shutdown or once an S3 outage is over",
+    excuses=(),  # no fault excuses a miss it judges
     flush_bound_s=Param(
         10.0, "S3 may lag an acknowledgement (or the end of the outage that held it) by this much"
     ),

@@ -17,17 +17,16 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from harness.client.changesets import Change, ChangeSet
-from harness.client.codec import HLC, encode_b64
-from harness.client.recorder import EventKind
 from harness.client.snapshot import SnapshotCut
 from harness.client.sync_client import (
     ConnectionLost,
     RequestTimeout,
     ServerError,
     SyncClient,
-    max_hlc_text,
 )
+from harness.history import EventKind
+from harness.model.changesets import Change, ChangeSet, max_hlc_text
+from harness.model.codec import HLC, encode_b64
 
 _RECOVERABLE = (ConnectionLost, RequestTimeout, ServerError)
 

@@ -15,9 +15,10 @@ from typing import Any
 import httpx
 import orjson
 
-from harness.client.capping import cap_http_changes
-from harness.client.recorder import OpName, Recorder
+from harness.client.recorder import Recorder
 from harness.client.snapshot import SnapshotCut, SnapshotReader
+from harness.history import OpName
+from harness.model.capping import cap_http_changes
 
 
 def http_base_from_ws(ws_url: str) -> str:

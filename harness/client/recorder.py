@@ -1,7 +1,5 @@
-"""The vocabulary a client writes into the history, and a recorder bound to one client id.
-
-Checks read the history through these names only, so they are the contract between the client
-and the checks. Messages of one connection are the ones recorded between its `open` event and
+"""A recorder bound to one client id: it writes into the history with the vocabulary of
+`harness.history` (`EventKind`, `OpName`), which checks read without importing the client. Messages of one connection are the ones recorded between its `open` event and
 the next `open` of the same process (the history's indices are global and increasing).
 """
 
@@ -9,40 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from harness.client.capping import cap_payload
 from harness.history import Event, History, Message, Op, OpType
-
-
-class EventKind:
-    CONNECTING = "connecting"  # {url, attempt}
-    OPEN = "open"  # {conn, url}
-    CONNECT_FAILED = "connect_failed"  # {conn, error}
-    CLOSE = "close"  # {conn, code, reason, sent_code, by_client}
-    RECONNECT = "reconnect"  # {attempt, delay}
-    RECONNECT_GAVE_UP = "reconnect_gave_up"  # {attempts, elapsed, error}
-    SESSION = "session"  # {conn, databaseId, siteId, connectionId}
-    SEQ_GAP = "seq_gap"  # {conn, expected, got}
-    SEQ_REPEAT = "seq_repeat"  # {conn, expected, got}
-    BAD_FRAME = "bad_frame"  # {conn, error}
-    READING_PAUSED = "reading_paused"  # {conn}
-    READING_RESUMED = "reading_resumed"  # {conn}
-    REPLICA = "replica"  # {source, caught_up, databaseId, uncertain, state}
-    CLOCK = "clock"  # {wall_ms}: maps this run's monotonic times to wall-clock ms
-    BEHAVIOUR_START = "behaviour_start"  # {behaviour, params}
-    BEHAVIOUR_END = "behaviour_end"  # {behaviour, reason}
-
-
-class OpName:
-    HANDSHAKE = "handshake"
-    GET_CHANGES = "get_changes"
-    APPLY = "apply"
-    SNAPSHOT = "snapshot"  # WS get_snapshot
-    RESUME_SNAPSHOT = "resume_snapshot"
-    HTTP_SNAPSHOT = "http_snapshot"
-    HTTP_GET_CHANGES = "http_get_changes"
-    HTTP_APPLY = "http_apply"
-    PING = "ping"
-    SEND_RAW = "send_raw"  # a deliberately malformed or unusual frame, answered by an error
+from harness.model.capping import cap_payload
 
 
 class Recorder:

@@ -8,8 +8,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.client.codec import CodecError, decode_site_id, hlc_key, is_json_safe
-from harness.client.replica import Replica
+from harness.model.codec import CodecError, decode_site_id, hlc_key, is_json_safe
+from harness.model.replica import Replica
 
 CHUNK_TYPES = (
     "header",

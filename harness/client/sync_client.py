@@ -24,13 +24,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from harness.client.backoff import Backoff
-from harness.client.changesets import ChangeSet, ChangeSetBuilder, HlcClock
-from harness.client.codec import CodecError, encode_b64, encode_site_id, hlc_key
 from harness.client.http_api import HttpApi, http_base_from_ws
-from harness.client.recorder import EventKind, OpName, Recorder
-from harness.client.replica import Replica, change_cell
+from harness.client.recorder import Recorder
 from harness.client.snapshot import SnapshotCut, SnapshotReader
-from harness.history import History
+from harness.history import EventKind, History, OpName
+from harness.model.changesets import ChangeSet, ChangeSetBuilder, HlcClock, max_hlc_text
+from harness.model.codec import CodecError, encode_b64, encode_site_id
+from harness.model.replica import Replica, change_cell
 
 # Answers to requests; everything else is a server-initiated message.
 _ANSWER_TYPES = frozenset(
@@ -717,18 +717,3 @@ class SyncClient:
         since = None if full or self.replica.max_hlc is None else encode_b64(self.replica.max_hlc)
         await self.pull(since)
         self.record_replica("client", caught_up=True)
-
-
-def max_hlc_text(change_sets: list[dict[str, Any]]) -> str | None:
-    """The newest HLC among change sets and their changes, in its wire form."""
-    best: tuple[bytes, str] | None = None
-    for change_set in change_sets:
-        candidates = [change_set.get("hlc")] + [c.get("hlc") for c in change_set.get("changes") or []]
-        for text in candidates:
-            try:
-                key = hlc_key(text)
-            except CodecError:
-                continue
-            if best is None or key > best[0]:
-                best = (key, str(text))
-    return best[1] if best else None

@@ -62,6 +62,7 @@ class CoordinatorOptions:
     bugs: list[str] = field(default_factory=list)  # catalogued bugs to re-introduce (COORDINATOR_BUGS)
     port: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    extra_args: list[str] = field(default_factory=list)  # raw CLI arguments, appended as given
     command: list[str] | None = None  # default: the `coordinator` next to this Python
     env: dict[str, str] = field(default_factory=dict)
     ready_timeout_s: float = 30.0
@@ -172,7 +173,7 @@ class CoordinatorProcess(Lifecycle):
                 s3_prefix=self.s3.prefix or None,
             )
         flags.update(o.extra)
-        return [*command, "serve", *_flags(flags)]
+        return [*command, "serve", *_flags(flags), *o.extra_args]
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("COORDINATOR_")}

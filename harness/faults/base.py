@@ -64,6 +64,13 @@ class Fault(abc.ABC):
         return self.env.history
 
     @property
+    def observable(self) -> bool:
+        """Whether this fault's effect can be a failure, not only a delay (recorded into its
+        window: a delay widens a check's bound, it excuses no miss). Subclasses that only slow
+        things down say False."""
+        return True
+
+    @property
     def active(self) -> bool:
         return self.window is not None and self.window.end is None
 
@@ -74,7 +81,9 @@ class Fault(abc.ABC):
     async def apply(self) -> None:
         if self.active:
             raise FaultError(f"{self.describe()} is already applied")
-        self.window = self.history.fault_started(self.kind, self.target, self.values)
+        self.window = self.history.fault_started(
+            self.kind, self.target, self.values, family=self.family, observable=self.observable
+        )
         try:
             await self._apply()
         except FaultError:

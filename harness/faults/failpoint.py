@@ -42,6 +42,10 @@ class Failpoint(Fault):
         ),
     )
 
+    @property
+    def observable(self) -> bool:
+        return self.values["mode"] != "delay"  # delay mode only slows its code path
+
     def _url(self) -> str:
         return f"{self.env.direct_url}/admin/failpoints/{self.target}"
 

@@ -116,6 +116,10 @@ class Latency(ToxicFault):
         TOXICITY,
     )
 
+    @property
+    def observable(self) -> bool:
+        return False  # a delay: it widens a bound, it loses nothing
+
     def attributes(self) -> dict[str, Any]:
         return {"latency": self.values["latency_ms"], "jitter": self.values["jitter_ms"]}
 
@@ -130,6 +134,10 @@ class Jitter(ToxicFault):
         DIRECTION,
         TOXICITY,
     )
+
+    @property
+    def observable(self) -> bool:
+        return False  # a delay: it widens a bound, it loses nothing
 
     def attributes(self) -> dict[str, Any]:
         return {"latency": self.values["latency_ms"], "jitter": self.values["jitter_ms"]}

@@ -4,7 +4,7 @@ It holds everything needed to re-run the scenario (resolved scenario data and se
 re-render every other report file, so a failure found once is never lost. History entries are
 written one per line (`zcat journal.json.gz | grep ...` stays useful at 50k entries), and the
 file is gzip-compressed: a CI artifact, not hundreds of MB. Large frames are already stubs in
-the history (harness/client/capping.py); a REPLICA state equal to an earlier one is written as
+the history (harness/model/capping.py); a REPLICA state equal to an earlier one is written as
 `{"$same_as": <index of that event>}` and restored on load (replicas that converged hold the
 same state, and each is recorded more than once). A plain `journal.json` is still read.
 """

@@ -32,6 +32,7 @@ TOP_KEYS = {
     "timeline",
     "checks",
     "catches",
+    "load",  # a load run's parameters (harness load --scenario; harness/load/profiles.py)
 }
 
 
@@ -150,7 +151,8 @@ class _Validator:
             raise self.error(("duration_s",), f"must be between 0 and {MAX_DURATION_S:g} seconds")
         settle = self.get(data, "settle_s", (), float, 2.0)
         seed = self.get(data, "seed", (), int, 1)
-        clients = self.clients(data.get("clients"))
+        # A load scenario's users are Locust's (its `load:` section): its `clients` may be left out.
+        clients = self.clients(data.get("clients")) if "clients" in data or "load" not in data else ()
         timeline = self.timeline(data.get("timeline") or [], duration)
         checks = self.checks(data.get("checks"))
         catches = self.catches(data.get("catches"), checks)

@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import random
 import typing
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -224,34 +224,59 @@ class _Run:
     profile: TargetProfile
 
 
+@contextlib.asynccontextmanager
+async def task_scope() -> AsyncIterator[asyncio.TaskGroup]:
+    """A TaskGroup (no task outlives the block, whatever ends it) that re-raises a single
+    failure as itself rather than in an ExceptionGroup, so callers keep catching what the run
+    raised (an environment that cannot set a client up, a Ctrl-C)."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            yield group
+    except BaseExceptionGroup as group_error:
+        if len(group_error.exceptions) == 1:
+            raise group_error.exceptions[0] from None
+        raise
+
+
 async def _run_phases(run: _Run) -> None:
-    scenario, env, history, observations = run.scenario, run.env, run.history, run.observations
-    options, notes = run.options, run.notes
-    say = options.progress
-    observer = TargetObserver(env, history, observations)
+    """The observer samples the target for the whole run; it and the timeline live in one task
+    scope, so a failure anywhere (a client that cannot be set up included) leaves no task."""
+    observer = TargetObserver(run.env, run.history, run.observations)
     stop_observing = asyncio.Event()
     await observer.sample_once()  # the baseline, before any client connects
-    observing = asyncio.create_task(observer.run(stop_observing, scenario.duration_s + 600))
+    async with task_scope() as background:
+        background.create_task(observer.run(stop_observing, run.scenario.duration_s + 600))
+        try:
+            await _drive(run, background, stop_observing)
+            await observer.sample_once()
+            await _final_shutdown(run)
+        finally:
+            stop_observing.set()  # the observer ends with the run, whatever ended it
+    await observer.finish()
+
+
+async def _drive(run: _Run, background: asyncio.TaskGroup, stop_observing: asyncio.Event) -> None:
+    """Clients and timeline for the scenario's duration, then catch-up, final state, settle."""
+    scenario, env, notes, say = run.scenario, run.env, run.notes, run.options.progress
     clients = await _make_clients(run)
-    timeline = Timeline(scenario, env, history)
+    timeline = Timeline(scenario, env, run.history)
     loop = asyncio.get_running_loop()
     started_at = loop.time()
-    nemesis = asyncio.create_task(timeline.run(started_at))
+    nemesis = background.create_task(timeline.run(started_at))
     say(
         f"  {sum(g.count for g in scenario.clients)} clients, {len(scenario.timeline)} timeline steps, "
         f"{scenario.duration_s:g} s"
     )
     try:
-        behaviours = [asyncio.create_task(_behave(b, start)) for b, start in clients]
-        await asyncio.wait(behaviours, timeout=scenario.duration_s + END_GRACE_S)
-        for task in behaviours:
-            if not task.done():
-                task.cancel()
-                notes.append("a client behaviour overran its time bound and was cancelled")
-        for (behaviour, _), outcome in zip(
-            clients, await asyncio.gather(*behaviours, return_exceptions=True), strict=True
-        ):
-            if isinstance(outcome, BaseException) and not isinstance(outcome, asyncio.CancelledError):
+        deadline = loop.time() + scenario.duration_s + END_GRACE_S
+        async with asyncio.TaskGroup() as group:  # _behave never raises: one crash stops no other
+            behaviours = [group.create_task(_behave(b, start, deadline)) for b, start in clients]
+        outcomes = [task.result() for task in behaviours]
+        notes.extend(
+            "a client behaviour overran its time bound and was cancelled" for o in outcomes if o is OVERRAN
+        )
+        for (behaviour, _), outcome in zip(clients, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
                 notes.append(f"client {behaviour.client.client_id} ({behaviour.name}) crashed: {outcome!r}")
             elif isinstance(outcome, str) and outcome.startswith("nothing to do"):
                 notes.append(f"client {behaviour.client.client_id} ({behaviour.name}): {outcome}")
@@ -259,7 +284,8 @@ async def _run_phases(run: _Run) -> None:
         remaining = started_at + scenario.duration_s - loop.time()
         if remaining > 0 and not nemesis.done():  # faults keep their schedule to the end
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(nemesis), remaining)
+                async with asyncio.timeout(remaining):
+                    await asyncio.shield(nemesis)
         nemesis.cancel()
         await asyncio.gather(nemesis, return_exceptions=True)
         errors = await env.clear_faults()
@@ -271,24 +297,40 @@ async def _run_phases(run: _Run) -> None:
         notes.append(f"clients that could not catch up: {', '.join(failed)}")
     await _read_server_state(run)
     with contextlib.suppress(TimeoutError):  # settle: let idle timeouts pass while sampling
-        await asyncio.wait_for(stop_observing.wait(), settle_time(scenario, run.profile))
-    await observer.sample_once()
-    coordinator = env.coordinator
+        async with asyncio.timeout(settle_time(scenario, run.profile)):
+            await stop_observing.wait()
+
+
+async def _final_shutdown(run: _Run) -> None:
+    coordinator = run.env.coordinator
     if coordinator is not None and coordinator.process.running:
-        say("  graceful shutdown of the coordinator")
+        run.options.progress("  graceful shutdown of the coordinator")
         try:
             await coordinator.process.terminate()
         except Exception as exc:  # the check reads the exit code and logs; this is a note
-            notes.append(f"graceful shutdown: {exc}")
-    stop_observing.set()
-    await observing
-    await observer.finish()
+            run.notes.append(f"graceful shutdown: {exc}")
 
 
-async def _behave(behaviour: Behaviour, start_at_s: float) -> str:
-    if start_at_s > 0:
-        await asyncio.sleep(start_at_s)  # the scenario's schedule
-    return await behaviour.run()
+class _Overran:
+    """A behaviour still running at its deadline (cancelled there)."""
+
+
+OVERRAN = _Overran()
+
+
+async def _behave(behaviour: Behaviour, start_at_s: float, deadline: float) -> str | Exception | _Overran:
+    """Run one behaviour to its deadline. Its failure is returned, not raised, so it cancels
+    no other client; a TimeoutError of its own is a failure, not an overrun."""
+    bound = asyncio.timeout_at(deadline)
+    try:
+        async with bound:
+            if start_at_s > 0:
+                await asyncio.sleep(start_at_s)  # the scenario's schedule
+            return await behaviour.run()
+    except TimeoutError as exc:
+        return OVERRAN if bound.expired() else exc
+    except Exception as exc:
+        return exc
 
 
 async def _make_clients(run: _Run) -> list[tuple[Behaviour, float]]:

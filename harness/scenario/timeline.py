@@ -28,13 +28,16 @@ class Timeline:
         self.faults: dict[str, Fault] = {}
         self.fired: dict[str, asyncio.Event] = {s.id: asyncio.Event() for s in scenario.timeline}
         self.problems: list[str] = []
-        self._clears: set[asyncio.Task[None]] = set()
+        self._group: asyncio.TaskGroup | None = None
 
     async def run(self, started_at: float) -> None:
-        """Every step in its own task, so a step waiting on a condition holds up no other."""
-        await asyncio.gather(*(self._step(step, started_at) for step in self.scenario.timeline))
-        if self._clears:
-            await asyncio.gather(*self._clears)
+        """Every step in its own task, so a step waiting on a condition holds up no other; the
+        scheduled clears in the same group, so cancelling the timeline cancels them too (none
+        may clear a fault after the run has cleared them all)."""
+        async with asyncio.TaskGroup() as group:
+            self._group = group
+            for step in self.scenario.timeline:
+                group.create_task(self._step(step, started_at))
 
     async def _step(self, step: Step, started_at: float) -> None:
         if not await self._wait(step.when, started_at):
@@ -47,9 +50,8 @@ class Timeline:
                 self.faults[step.id] = fault
                 self._note(step, "step_fired", fault=fault.describe())
                 if step.for_s is not None:
-                    task = asyncio.create_task(self._clear_later(step, fault, step.for_s))
-                    self._clears.add(task)
-                    task.add_done_callback(self._clears.discard)
+                    assert self._group is not None, "steps run inside run()"
+                    self._group.create_task(self._clear_later(step, fault, step.for_s))
             elif step.clear is not None:
                 fault = self.faults.get(step.clear)  # type: ignore[assignment]
                 if fault is not None and fault.active:

@@ -1,51 +1,42 @@
-"""Walk every bug swap in the coordinator's source: each catalogued bug is switched at exactly
-one site, replaces one attribute with a variant named after it whose docstring says `BUG <id>`,
-and bugs that replace the same attribute of the same class cannot be on together (one would
-silently win). A variant that reported itself would be a detection the harness did not earn:
-the variants must not touch metrics or logs their correct twins do not."""
+"""Walk every bug table (`BUG_SWAPS`) of the coordinator: each catalogued bug is declared in
+exactly one table, replaces one attribute with a variant named after it whose docstring says
+`BUG <id>` and whose signature is its twin's, no table lets two bugs replace one attribute, and
+no code switches a bug outside the tables. A variant that reported itself would be a detection
+the harness did not earn: the variants must not touch metrics or logs their correct twins do
+not."""
 
 from __future__ import annotations
 
 import ast
+import importlib
+import inspect
 import itertools
+import pkgutil
 import re
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
-from coordinator.ops.bugs import CATALOGUE, SAME_SWAP, Bugs, ConflictingBugs
+import coordinator
+from coordinator.ops.bugs import CATALOGUE, Bugs, BugSwaps, ConflictingBugs
 
 ROOT = Path(__file__).resolve().parents[2] / "coordinator"
 
 
-def _swaps() -> list[tuple[str, str, str, str]]:
-    """(bug id, file, class, attribute) for every `if bugs.on("id"): self.attr = self._variant`."""
-    found = []
-    for path in sorted(ROOT.rglob("*.py")):
-        tree = ast.parse(path.read_text())
-        for cls in [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]:
-            for node in ast.walk(cls):
-                if not isinstance(node, ast.If):
-                    continue
-                calls = [
-                    c
-                    for c in ast.walk(node.test)
-                    if isinstance(c, ast.Call)
-                    and isinstance(c.func, ast.Attribute)
-                    and c.func.attr == "on"
-                    and c.args
-                    and isinstance(c.args[0], ast.Constant)
-                ]
-                if not calls:
-                    continue
-                arg = calls[0].args[0]
-                assert isinstance(arg, ast.Constant)
-                for stmt in node.body:
-                    targets = stmt.targets if isinstance(stmt, ast.Assign) else []
-                    for target in targets:
-                        name = target.attr if isinstance(target, ast.Attribute) else ast.unparse(target)
-                        found.append((str(arg.value), str(path.relative_to(ROOT)), cls.name, name))
+def _tables() -> dict[type, BugSwaps]:
+    """Every class of the coordinator that declares a bug table, with its table."""
+    found: dict[type, BugSwaps] = {}
+    for module in pkgutil.walk_packages(coordinator.__path__, "coordinator."):
+        for _, cls in inspect.getmembers(importlib.import_module(module.name), inspect.isclass):
+            if cls.__module__ == module.name and "BUG_SWAPS" in vars(cls):
+                found[cls] = vars(cls)["BUG_SWAPS"]
     return found
+
+
+def _swaps() -> list[tuple[str, type, str, str]]:
+    """(bug id, class, attribute, variant) for every entry of every table."""
+    return [(bug, cls, attr, variant) for cls, t in _tables().items() for bug, (attr, variant) in t.items()]
 
 
 def _functions() -> dict[str, list[tuple[str, str]]]:
@@ -79,35 +70,63 @@ def _twin_source(twin: str, functions: dict[str, list[tuple[str, str]]], depth: 
 
 
 def test_every_catalogued_bug_has_exactly_one_swap_site() -> None:
-    sites = {bug for bug, *_ in _swaps()}
-    assert sites == set(CATALOGUE)
+    bugs = [bug for bug, *_ in _swaps()]
+    assert sorted(bugs) == sorted(CATALOGUE)
 
 
-def test_every_variant_is_named_after_its_bug_and_says_so() -> None:
-    variants = _variants()
-    for bug in CATALOGUE:
-        suffix = "_with_" + bug.replace("-", "_")
-        mine = {name: v for name, v in variants.items() if name.endswith(suffix)}
-        if not mine:
-            continue  # a swap of data (a bound, a table entry), not of a method
-        for name, (doc, _) in mine.items():
-            assert doc.startswith(f"BUG {bug}"), f"{name}: its docstring must start with 'BUG {bug}'"
-
-
-def test_bugs_that_replace_the_same_attribute_cannot_be_on_together() -> None:
-    by_attribute: dict[tuple[str, str, str], set[str]] = {}
-    for bug, file, cls, attribute in _swaps():
-        if attribute.startswith("_queue_limits") or attribute.startswith("self._handlers"):
+def test_no_bug_is_switched_outside_the_tables() -> None:
+    """`bugs.on(...)` is for the helper alone: a swap made elsewhere escapes the conflict check."""
+    for path in sorted(ROOT.rglob("*.py")):
+        if path.name == "bugs.py":
             continue
-        by_attribute.setdefault((file, cls, attribute), set()).add(bug)
-    shared = {frozenset(b) for b in by_attribute.values() if len(b) > 1}
-    assert shared == set(SAME_SWAP)
-    for pair in shared:
-        with pytest.raises(ConflictingBugs):
-            Bugs(sorted(pair))
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "on":
+                assert not ast.unparse(node.func.value).endswith("bugs"), f"{path}: {ast.unparse(node)}"
+
+
+def test_every_variant_is_named_after_its_bug_says_so_and_fits_its_twin() -> None:
+    for bug, cls, attribute, variant in _swaps():
+        assert variant.endswith("_with_" + bug.replace("-", "_")), f"{cls.__name__}.{variant}"
+        twin, impl = inspect.getattr_static(cls, attribute), inspect.getattr_static(cls, variant)
+        if isinstance(twin, staticmethod) and isinstance(impl, staticmethod):
+            twin, impl = twin.__func__, impl.__func__
+        if not callable(twin):  # a swap of data (a bound, a flag): same type
+            assert type(twin) is type(impl), f"{cls.__name__}.{variant}"
+            continue
+        assert (inspect.getdoc(impl) or "").startswith(f"BUG {bug}"), f"{cls.__name__}.{variant}: docstring"
+        assert inspect.signature(impl) == inspect.signature(twin), f"{cls.__name__}.{variant}: signature"
+        assert inspect.iscoroutinefunction(impl) == inspect.iscoroutinefunction(twin), variant
+
+
+def test_no_table_lets_two_bugs_replace_one_attribute() -> None:
+    for cls, table in _tables().items():
+        attributes = [attribute for attribute, _ in table.values()]
+        assert len(attributes) == len(set(attributes)), cls.__name__
     for a, b in itertools.combinations(sorted(CATALOGUE), 2):
-        if frozenset({a, b}) not in shared:
-            Bugs([a, b])
+        Bugs([a, b])  # every pair may be on together
+
+
+def test_the_helper_refuses_two_bugs_on_one_attribute_naming_both() -> None:
+    class Target:
+        BUG_SWAPS: ClassVar[BugSwaps] = {
+            "broadcast-seq-gap": ("step", "_step_with_broadcast_seq_gap"),
+            "unbounded-send-queue": ("step", "_step_with_unbounded_send_queue"),
+        }
+
+        def step(self) -> str:
+            return "correct"
+
+        def _step_with_broadcast_seq_gap(self) -> str:
+            return "gap"
+
+        def _step_with_unbounded_send_queue(self) -> str:
+            return "unbounded"
+
+    one = Target()
+    Bugs(["broadcast-seq-gap"]).apply(one, Target.BUG_SWAPS)
+    assert one.step() == "gap" and Target().step() == "correct"
+    with pytest.raises(ConflictingBugs, match="broadcast-seq-gap and unbounded-send-queue"):
+        Bugs(["broadcast-seq-gap", "unbounded-send-queue"]).apply(Target(), Target.BUG_SWAPS)
 
 
 def test_no_variant_reports_itself() -> None:

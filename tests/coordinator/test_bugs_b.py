@@ -140,7 +140,7 @@ async def _bridge(
 ) -> tuple[CoordinatorService, ObjectStoreBridge, VirtualClock]:
     service, clock = await _service(tmp_path, bugs, **S3_OPTIONS)
     bridge = ObjectStoreBridge(service, service.config, clock)
-    bridge.persistence._client = fake  # type: ignore[assignment]
+    bridge.persistence.calls.client = fake  # type: ignore[assignment]
     await bridge.start()
     return service, bridge, clock
 

@@ -189,6 +189,34 @@ async def test_resume_snapshot_skips_what_was_received(connect: Any) -> None:
     assert resumed[-1]["type"] == "footer" and resumed[-1]["totalEntries"] == 20
 
 
+async def test_resume_cut_right_after_a_table_end_skips_that_completed_table(connect: Any) -> None:
+    """PROTOCOL.md 3.3: a resume skips the completed tables. A checkpoint taken right after table
+    a's table-end still points at a (lastTableIndex 0, all its entries) and names it completed:
+    nothing of a may come again, not even an empty table-start/table-end."""
+    ws = await connect()
+    await ws.handshake()
+    changes = [column(t, [i], "v", i, hlc(1000 + i, ws.site_id)) for t in ("a", "b") for i in range(5)]
+    await ws.send({"type": "apply_changes", "changes": [change_set(ws.site_id, changes)]})
+    await ws.expect("apply_result")
+    await ws.send({"type": "get_snapshot"})
+    header = (await _snapshot(ws))[0]
+    checkpoint = {
+        "snapshotId": header["snapshotId"],
+        "siteId": header["siteId"],
+        "hlc": header["hlc"],
+        "lastTableIndex": 0,
+        "lastEntryIndex": 5,
+        "completedTables": ["main.a"],
+        "entriesProcessed": 5,
+        "createdAt": 0,
+    }
+    await ws.send({"type": "resume_snapshot", "checkpoint": checkpoint})
+    resumed = await _snapshot(ws)
+    assert [c["table"] for c in resumed if c["type"] in ("table-start", "table-end")] == ["b", "b"]
+    entries = [e for c in resumed if c["type"] == "column-versions" for e in c["entries"]]
+    assert [e["pk"] for e in entries] == [[i] for i in range(5)]
+
+
 async def test_ping_pong(connect: Any) -> None:
     ws = await connect()
     await ws.handshake()

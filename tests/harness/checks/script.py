@@ -6,11 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from harness.checks.observations import Observations
-from harness.client.changesets import ChangeSetBuilder, HlcClock
-from harness.client.codec import encode_site_id
-from harness.client.recorder import EventKind, OpName
-from harness.client.replica import Replica
-from harness.history import FaultWindow, History, Op, OpType
+from harness.history import EventKind, FaultWindow, History, Op, OpName, OpType
+from harness.model.changesets import ChangeSetBuilder, HlcClock
+from harness.model.codec import encode_site_id
+from harness.model.replica import Replica
 
 WALL0 = 1_800_000_000_000.0  # wall-clock ms at run time 0
 

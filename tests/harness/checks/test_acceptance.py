@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.client.changesets import ChangeSetBuilder, HlcClock
-from harness.client.codec import decode_site_id
-from harness.client.recorder import OpName
+from harness.history import OpName
+from harness.model.changesets import ChangeSetBuilder, HlcClock
+from harness.model.codec import decode_site_id
 from tests.harness.checks.script import WALL0, Script, run
 
 

@@ -1,14 +1,14 @@
 from __future__ import annotations
 
 from harness.checks.observations import ProcessEvent, S3Request, Sample
-from harness.client.recorder import OpName
+from harness.history import OpName
 from tests.harness.checks.script import Script, run
 
 
 def _outage_requests(count: int, writes: bool = True, mode: str = "close") -> Script:
     s = Script()
     s.obs.s3_owned = True
-    s.fault("s3-outage", "s3", 1.0, 11.0, mode=mode)
+    s.fault("s3_outage", "s3", 1.0, 11.0, mode=mode)
     s.obs.s3_requests = [S3Request(1.0 + i * 10.0 / max(count, 1), "PutObject") for i in range(count)]
     if writes:  # applied writes during the outage: the server had reasons to call S3
         s.at(0.5).connect("w")
@@ -98,7 +98,7 @@ def test_process_dying_by_itself_fails_survival() -> None:
 def test_attempts_after_a_fault_that_all_fail_fail_survival() -> None:
     s = Script()
     s.obs.process.append(ProcessEvent(0.0, "start"))
-    s.fault("s3-outage", "s3", 1.0, 2.0)
+    s.fault("s3_outage", "s3", 1.0, 2.0)
     s.at(8.0).op("a", OpName.HANDSHAKE, "info", value={"databaseId": "db1"}, error="timeout")
     assert run(s, "survival", recovery_s=1.0).status == "fail"
     s.at(9.0).op("b", OpName.HANDSHAKE, "ok", value={"databaseId": "db1"})
@@ -119,7 +119,7 @@ def test_server_failure_outside_faults_fails_and_inside_is_excused() -> None:
     )
     result = run(s, "no-spurious-failures")
     assert result.status == "fail" and result.evidence[0]["error"] == "GET_CHANGES_ERROR"
-    s.fault("s3-outage", "s3", 4.5, 6.0)
+    s.fault("s3_outage", "s3", 4.5, 6.0)
     assert run(s, "no-spurious-failures").status == "pass"
 
 
@@ -146,12 +146,12 @@ def test_no_request_is_unknown() -> None:
 def test_a_refusal_after_a_fault_is_no_proof_of_recovery() -> None:
     s = Script()
     s.obs.process.append(ProcessEvent(0.0, "start"))
-    s.fault("s3-outage", "s3", 1.0, 2.0)
+    s.fault("s3_outage", "s3", 1.0, 2.0)
     s.at(8.0).op("a", OpName.HANDSHAKE, "fail", value={"databaseId": "db1"}, error="AUTH_FAILED")
     assert run(s, "survival", recovery_s=1.0).status == "fail"
     s2 = Script()
     s2.obs.process.append(ProcessEvent(0.0, "start"))
-    s2.fault("s3-outage", "s3", 1.0, 2.0)
+    s2.fault("s3_outage", "s3", 1.0, 2.0)
     s2.at(8.0).op("b", OpName.APPLY, "info", error="timeout")
     s2.at(8.5).op("b", OpName.GET_CHANGES, "fail", error="GET_CHANGES_ERROR")
     assert run(s2, "survival", recovery_s=1.0).status == "fail"
@@ -161,7 +161,7 @@ def test_refusals_and_server_errors_are_not_served_whatever_the_code() -> None:
     for code, status in (("MESSAGE_ERROR", None), ("STORE_UNAVAILABLE", 503), ("INTERNAL_ERROR", 500)):
         s = Script()
         s.obs.process.append(ProcessEvent(0.0, "start"))
-        s.fault("s3-outage", "s3", 1.0, 2.0)
+        s.fault("s3_outage", "s3", 1.0, 2.0)
         f = OpName.HTTP_GET_CHANGES if status else OpName.GET_CHANGES
         result = {"status": status, "body": {"ok": False}} if status else {"type": "error", "code": code}
         s.at(8.0).op("a", f, "fail", value={"databaseId": "db1"}, result=result, error=code)
@@ -171,7 +171,7 @@ def test_refusals_and_server_errors_are_not_served_whatever_the_code() -> None:
 def test_an_intruders_refusal_after_a_fault_is_not_judged() -> None:
     s = Script()
     s.obs.process.append(ProcessEvent(0.0, "start"))
-    s.fault("s3-outage", "s3", 1.0, 2.0)
+    s.fault("s3_outage", "s3", 1.0, 2.0)
     foreign = {"databaseId": "db1", "authorizedFor": ["other"]}
     s.at(8.0).op("x", OpName.HANDSHAKE, "fail", value=foreign, error="AUTH_FAILED")
     result = run(s, "survival", recovery_s=1.0)

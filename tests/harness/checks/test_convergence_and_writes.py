@@ -136,7 +136,7 @@ def test_durability_fails_when_a_write_never_reached_s3() -> None:
 
 def test_durability_after_an_outage_judges_writes_made_during_it() -> None:
     s, sets = _writes()
-    s.fault("s3-outage", "s3", 0.5, 4.0)
+    s.fault("s3_outage", "s3", 0.5, 4.0)
     s.at(30.0)
     s.obs.s3_owned = True
     s.obs.s3_objects = [_batch(sets[:1])]
@@ -147,7 +147,7 @@ def test_durability_after_an_outage_judges_writes_made_during_it() -> None:
 
 def test_writes_held_back_by_an_outage_are_owed_only_a_flush_bound_after_it_ends() -> None:
     s, sets = _writes()
-    s.fault("s3-outage", "s3", 0.5, 4.0)
+    s.fault("s3_outage", "s3", 0.5, 4.0)
     s.obs.s3_owned = True
     s.obs.s3_objects = [_batch(sets[:1])]
     s.obs.s3_listed_at = 12.0  # 8 s after the outage: still within the 10 s flush bound
@@ -172,6 +172,6 @@ def test_durability_unknown_without_s3_or_while_an_outage_lasts() -> None:
     assert run(s, "durability").status == "unknown"
     s.obs.s3_owned = True
     s.obs.s3_objects = [_batch(sets)]
-    window: FaultWindow = s.fault("s3-outage", "s3", 0.5, None)
+    window: FaultWindow = s.fault("s3_outage", "s3", 0.5, None)
     assert window.end is None
     assert run(s, "durability").status == "unknown"

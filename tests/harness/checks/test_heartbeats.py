@@ -19,7 +19,7 @@ def test_regular_heartbeats_pass() -> None:
 
 def test_heartbeats_stopping_during_an_s3_outage_fail() -> None:
     s = _beats([1.0, 2.0, 6.0, 7.0], 7.5)
-    s.fault("s3-outage", "s3", 2.5, 5.5)
+    s.fault("s3_outage", "s3", 2.5, 5.5)
     result = run(s, "heartbeat-continuity", interval_s=1.0, factor=2.0)
     assert result.status == "fail"
     assert result.evidence[0]["gap_s"] == 4.0 and result.detected_at == 4.0
@@ -52,3 +52,30 @@ def test_no_heartbeat_ever_when_declared_fails() -> None:
 def test_unknown_interval_gives_unknown_naming_the_profile_key() -> None:
     result = run(_beats([1.0], 9.0), "heartbeat-continuity")
     assert result.status == "unknown" and "heartbeat_interval_ms" in result.summary
+
+
+def _busy(skip_busy_after_push: bool) -> Script:
+    """`busy` receives a push every 0.4 s, `idle` none; heartbeats every 1 s to both, except
+    that a server skipping the heartbeat of a session that just got a push starves `busy`."""
+    s = Script()
+    s.at(0.0).connect("idle").connect("busy")
+    t = 0.0
+    for step in range(1, 26):
+        t = step * 0.4
+        s.at(t).push("busy", [s.change_set("w", value=step)], seq=step)
+        if step % 5 == 0:
+            s.at(t + 0.01).heartbeat("idle")
+            if not skip_busy_after_push:
+                s.heartbeat("busy")
+    s.at(t + 0.5).close("idle", by_client=True).close("busy", by_client=True)
+    return s
+
+
+def test_busy_sessions_hear_heartbeats_like_idle_ones() -> None:
+    assert run(_busy(False), "heartbeat-continuity", interval_s=2.0).status == "pass"
+
+
+def test_a_server_skipping_heartbeats_to_busy_sessions_fails() -> None:
+    result = run(_busy(True), "heartbeat-continuity", interval_s=2.0)
+    assert result.status == "fail"
+    assert {e["process"] for e in result.evidence} == {"busy"}

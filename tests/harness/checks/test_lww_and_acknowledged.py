@@ -3,15 +3,12 @@ model check (lww-final-state), on hand-made histories."""
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 from harness.checks.views import applies
-from harness.client.changesets import ChangeSetBuilder, HlcClock
-from harness.client.codec import hlc_key
-from harness.client.replica import Replica, change_cell, pk_key
-from harness.client.sync_client import ClientConfig, SyncClient
-from harness.history import History
+from harness.model.changesets import ChangeSetBuilder, HlcClock
+from harness.model.codec import hlc_key
+from harness.model.replica import Replica, change_cell, pk_key
 from tests.harness.checks.script import WALL0, Script, run
 
 WALL = int(WALL0) + 500
@@ -106,20 +103,6 @@ def test_convergence_with_only_deleted_rows_and_no_policy_is_unknown() -> None:
     s.at(2.0).replica("checker-db1", [cs, delete], source="server").replica("a", [cs, delete])
     assert run(s, "convergence").status == "unknown"
     assert run(s, "convergence", tombstone_policy="revive").status == "unknown"  # nothing visible
-
-
-def test_the_client_replica_takes_its_own_write_only_when_proven_applied() -> None:
-    client = SyncClient(
-        "x", ClientConfig("ws://127.0.0.1:1/sync/ws", "db1"), History(), random.Random(1), bytes(16)
-    )
-    one = client.builder().set("t", [1], "c", 1).build().to_wire()
-    client.absorb_own_write([one], {"applied": 0, "skipped": 1})
-    assert client.replica.cells == {} and not client.uncertain  # refused: learnt by catch-up
-    two = client.builder().set("t", [2], "c", 2).set("t", [3], "c", 3).build().to_wire()
-    client.absorb_own_write([two], {"applied": 1, "skipped": 1})
-    assert client.replica.cells == {} and len(client.uncertain) == 2  # which one is not said
-    client.absorb_own_write([two], {"applied": 2})
-    assert len(client.replica.cells) == 2 and not client.uncertain
 
 
 # tombstone policies -----------------------------------------------------------------------------
@@ -252,3 +235,24 @@ def test_a_final_read_of_the_change_log_alone_cannot_show_a_race() -> None:
     s.at(3.0).replica("checker-db1", [wa, wb], source="server")
     result = run(s, "lww-final-state")
     assert result.status == "unknown" and "snapshot" in result.summary
+
+
+def _tie_arrival_order(final_from: str) -> Script:
+    """Tied (wallTime, counter): b (larger site id) applies first, then a's write is
+    acknowledged as applied too. `final_from`: whose value the server's cell was left with."""
+    s = Script()
+    s.connect("a").connect("b")
+    s.at(1.0)
+    wa = s.raced_change_set("a", WALL, 3, value="from a")
+    wb = s.raced_change_set("b", WALL, 3, value="from b")
+    s.http_apply("b", [wb], applied=1)
+    s.at(1.5).apply("a", [wa], applied=1)
+    s.at(3.0).replica("state-db1", [wa if final_from == "a" else wb], source="snapshot")
+    return s
+
+
+def test_lww_tie_lost_by_the_later_writer_with_the_smaller_site_id_fails() -> None:
+    """A server that breaks the tie by arrival (the later write wins) fails: the site id decides."""
+    wrong = run(_tie_arrival_order("a"), "lww-final-state")
+    assert wrong.status == "fail" and wrong.evidence[0]["found"] == "from a"
+    assert run(_tie_arrival_order("b"), "lww-final-state").status == "pass"

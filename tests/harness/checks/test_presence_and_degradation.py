@@ -66,7 +66,7 @@ def _outage(unavailable_at: float | None, recovered_at: float | None, degraded_b
     s = Script()
     s.obs.capabilities["notice"] = True
     s.at(0.0).connect("a")
-    s.fault("s3-outage", "s3", 2.0, 8.0)
+    s.fault("s3_outage", "s3", 2.0, 8.0)
     for t in range(1, 15):
         s.at(float(t))
         if unavailable_at is not None and t == unavailable_at:

@@ -49,3 +49,10 @@ def test_observations_serialise_for_the_journal() -> None:
     data = json.loads(json.dumps(obs.to_json()))
     assert data["s3_objects"] == [{"key": "k", "size": 8}]
     assert data["metrics"][0]["data"] == {'x_total{a="b"}': 3.0, "y": 2.5}
+
+
+def test_docs_list_every_checks_excuse_policies() -> None:
+    from harness.checks.registry import excuse_table
+
+    docs = DOCS.read_text()
+    assert excuse_table() in docs, "docs/checks.md: paste harness.checks.registry.excuse_table()"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.client.recorder import OpName
+from harness.history import OpName
 from tests.harness.checks.script import Script, run
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from harness.checks.capabilities import REFERENCE_COORDINATOR
-from harness.client.recorder import OpName
+from harness.history import OpName
 from tests.harness.checks.script import Script, run
 
 MESSAGE_ERROR = {"type": "error", "code": "MESSAGE_ERROR", "message": "x", "fatal": False}

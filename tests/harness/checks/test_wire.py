@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from harness.client.recorder import EventKind, OpName
+from harness.history import EventKind, OpName
 from tests.harness.checks.script import Script, run
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import random
 
 from harness.client.behaviours import Intruder
-from harness.client.recorder import EventKind
 from harness.client.sync_client import ClientConfig, SyncClient
-from harness.history import History
+from harness.history import EventKind, History
 
 
 async def _intrude(granted: tuple[str, ...] | None) -> tuple[str, History]:

@@ -26,11 +26,11 @@ from harness.client.behaviours import (
     catch_up_all,
     read_server_state,
 )
-from harness.client.codec import encode_site_id
 from harness.client.http_api import HttpApi
 from harness.client.probe import sample_target
 from harness.client.sync_client import ClientConfig, SyncClient
 from harness.history import History
+from harness.model.codec import encode_site_id
 from tests.harness.client.coordinator_process import RunningCoordinator, coordinator
 
 ADMIN = "admin-secret"

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.client.recorder import EventKind, OpName
 from harness.client.sync_client import ServerError, SyncClient
-from harness.history import History
+from harness.history import EventKind, History, OpName
 from tests.harness.client.coordinator_process import coordinator
 
 

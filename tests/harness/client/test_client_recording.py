@@ -11,9 +11,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from harness.client.recorder import EventKind, OpName
 from harness.client.sync_client import ClientConfig, ConnectionLost, SyncClient
-from harness.history import History
+from harness.history import EventKind, History, OpName
 
 Script = Callable[[ServerConnection], Awaitable[None]]
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.client.changesets import Change, ChangeSet, ChangeSetBuilder, HlcClock, Migration
-from harness.client.codec import (
+from harness.model.changesets import Change, ChangeSet, ChangeSetBuilder, HlcClock, Migration
+from harness.model.codec import (
     HLC,
     MAX_SAFE_INTEGER,
     CodecError,

@@ -14,8 +14,9 @@ from typing import Any
 from harness.checks import Observations, load_all, run_check
 from harness.checks.capabilities import REFERENCE_COORDINATOR
 from harness.client.behaviours import Pager, Subscriber, Writer
-from harness.client.sync_client import ClientConfig, SyncClient, max_hlc_text
+from harness.client.sync_client import ClientConfig, SyncClient
 from harness.history import History
+from harness.model.changesets import max_hlc_text
 from tests.harness.client.coordinator_process import RunningCoordinator, coordinator
 
 PAGE_OPS = ("get_changes", "http_get_changes")

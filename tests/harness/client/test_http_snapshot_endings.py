@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from harness.client.http_api import HttpApi
-from harness.client.recorder import OpName, Recorder
-from harness.history import History
+from harness.client.recorder import Recorder
+from harness.history import History, OpName
 
 HEADER = {
     "type": "header",

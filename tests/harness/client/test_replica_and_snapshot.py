@@ -8,10 +8,12 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.client.changesets import Change, ChangeSet
-from harness.client.codec import HLC, encode_site_id
-from harness.client.replica import Replica
 from harness.client.snapshot import SnapshotReader
+from harness.client.sync_client import ClientConfig, SyncClient
+from harness.history import History
+from harness.model.changesets import Change, ChangeSet
+from harness.model.codec import HLC, encode_site_id
+from harness.model.replica import Replica
 
 SITE = b"\x07" * 16
 
@@ -144,3 +146,17 @@ def test_checkpoint_tracks_tables_and_entries_and_a_resume_must_repeat_it() -> N
     other = dict(_chunks()[0], snapshotId="another")
     resumed.feed(other)
     assert any("snapshotId" in p for p in resumed.problems)
+
+
+def test_the_client_replica_takes_its_own_write_only_when_proven_applied() -> None:
+    client = SyncClient(
+        "x", ClientConfig("ws://127.0.0.1:1/sync/ws", "db1"), History(), random.Random(1), bytes(16)
+    )
+    one = client.builder().set("t", [1], "c", 1).build().to_wire()
+    client.absorb_own_write([one], {"applied": 0, "skipped": 1})
+    assert client.replica.cells == {} and not client.uncertain  # refused: learnt by catch-up
+    two = client.builder().set("t", [2], "c", 2).set("t", [3], "c", 3).build().to_wire()
+    client.absorb_own_write([two], {"applied": 1, "skipped": 1})
+    assert client.replica.cells == {} and len(client.uncertain) == 2  # which one is not said
+    client.absorb_own_write([two], {"applied": 2})
+    assert len(client.replica.cells) == 2 and not client.uncertain

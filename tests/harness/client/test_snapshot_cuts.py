@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from harness.client.behaviours import Snapshotter, cut_at
-from harness.client.codec import HLC as Hlc
-from harness.client.codec import encode_site_id
 from harness.client.snapshot import SnapshotCut, SnapshotReader
+from harness.model.codec import HLC as Hlc
+from harness.model.codec import encode_site_id
 
 SITE = encode_site_id(b"\x01" * 16)
 HLC = Hlc(1000, 1, b"\x01" * 16, 0).encode()

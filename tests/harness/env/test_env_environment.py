@@ -226,3 +226,11 @@ async def test_a_tls_target_cannot_be_proxied_and_says_so() -> None:
             create_fault({"kind": "latency", "latency_ms": 10}, env)
         with pytest.raises(EnvironmentSetupError, match="TLS target cannot be proxied"):
             await env.client_proxy("a")
+
+
+def test_raw_extra_args_go_last_and_as_given(tmp_path: Path) -> None:
+    """Benchmarks pass their `--coordinator-arg`s through unchanged, after every named option."""
+    options = CoordinatorOptions(extra={"log-level": "warning"}, extra_args=["--compat=plain-v1", "--x", "1"])
+    argv = CoordinatorProcess(tmp_path, tmp_path / "data", options).argv()
+    assert argv[-3:] == ["--compat=plain-v1", "--x", "1"]
+    assert argv[argv.index("--log-level") + 1] == "warning"

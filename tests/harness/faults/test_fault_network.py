@@ -44,6 +44,7 @@ async def test_latency_adds_what_it_says_and_records_its_window(env: Environment
     assert after < 0.3
     [window] = env.history.faults
     assert (window.kind, window.target, window.params["latency_ms"]) == ("latency", "client", 300)
+    assert (window.family, window.observable) == ("network", False)  # a delay, recorded as one
     assert window.end is not None and window.end - window.start >= 0.3
 
 

@@ -102,6 +102,7 @@ async def test_terminate_is_graceful_and_clear_restarts(env: Environment) -> Non
     await fault.apply()
     assert env.history.events[-1].data == {"target": "coordinator", "signal": "SIGTERM", "code": 0}
     assert time.monotonic() - started < 20
+    assert fault.window is not None and (fault.window.family, fault.window.observable) == ("process", True)
     await fault.clear()
     assert await health(env) == 200
 

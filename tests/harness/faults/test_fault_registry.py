@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.faults.base import FaultSpecError
+from harness.faults.base import Fault, FaultSpecError
 from harness.faults.registry import (
     FAULT_KINDS,
     FaultSpec,
@@ -12,6 +12,7 @@ from harness.faults.registry import (
     format_fault_catalog,
     validate_fault_spec,
 )
+from harness.history import FAULT_FAMILIES, observable_effect
 
 EVERY_KIND = {
     "latency", "jitter", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data",
@@ -85,3 +86,21 @@ def test_docs_list_every_fault_and_parameter() -> None:
         section = docs.split(f"### `{entry['kind']}`", 1)[1].split("###", 1)[0]
         for param in entry["params"]:
             assert f"| `{param['name']}` |" in section, (entry["kind"], param["name"])
+
+
+EXAMPLES: dict[str, dict[str, object]] = {
+    "failpoint": {"target": "storage.write"},
+}
+
+
+def test_the_historys_family_table_and_effect_rule_agree_with_the_fault_classes() -> None:
+    """Windows of old journals get their family and effect from harness/history.py, which may
+    not import the faults: the table must say what each class records."""
+    assert FAULT_FAMILIES == {kind: cls.family for kind, cls in FAULT_KINDS.items()}
+    for kind, cls in FAULT_KINDS.items():
+        for extra in ({}, {"mode": "delay"}) if kind == "failpoint" else ({},):
+            required = {p.name: 1 for p in cls.params if p.required}
+            spec = validate_fault_spec({"kind": kind, **required, **EXAMPLES.get(kind, {}), **extra})
+            fault: Fault = cls.__new__(cls)  # the effect depends on the values only
+            fault.values = dict(spec.params)
+            assert fault.observable == observable_effect(kind, spec.params), (kind, extra)

@@ -17,10 +17,10 @@ import orjson
 from harness.checks import Observations, load_all, run_check
 from harness.checks.capabilities import REFERENCE_COORDINATOR
 from harness.client.behaviours import BadInput, Reader, Snapshotter, Subscriber, Writer, catch_up_all
-from harness.client.capping import CAPPED, cap_history, cap_payload, is_capped
-from harness.client.recorder import OpName, Recorder
+from harness.client.recorder import Recorder
 from harness.client.sync_client import ClientConfig, SyncClient
-from harness.history import DEFAULT_PAYLOAD_CAP, History
+from harness.history import DEFAULT_PAYLOAD_CAP, History, OpName
+from harness.model.capping import CAPPED, cap_history, cap_payload, is_capped
 from harness.report import load_journal, record_from_journal, write_run_report
 from harness.report.journal import JOURNAL_NAME, dumps_journal, journal_path
 from tests.harness.checks.script import Script
@@ -52,7 +52,9 @@ def test_a_large_push_keeps_seq_transaction_ids_and_the_digest_of_its_raw_text()
     assert stub[CAPPED] == {"bytes": len(raw), "sha256": hashlib.sha256(raw.encode()).hexdigest()}
     assert [cs["transactionId"] for cs in stub["changeSets"]] == [cs["transactionId"] for cs in change_sets]
     assert [cs["hlc"] for cs in stub["changeSets"]] == [cs["hlc"] for cs in change_sets]
-    assert all(cs[CAPPED] == {"changes": 1, "migrations": 0} for cs in stub["changeSets"])
+    assert [cs[CAPPED] for cs in stub["changeSets"]] == [
+        {"changes": 1, "migrations": 0, "maxHlc": cs["changes"][0]["hlc"]} for cs in change_sets
+    ]
     assert BIG not in json.dumps(stub) and len(json.dumps(stub)) < 1000
     small = {"type": "push_changes", "seq": 8, "changeSets": [s.change_set("w")]}
     assert cap_payload(small, DEFAULT_PAYLOAD_CAP) is small

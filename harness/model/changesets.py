@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from harness.client.codec import (
+from harness.model.codec import (
     HLC,
     CodecError,
     SqlValue,
@@ -16,6 +16,7 @@ from harness.client.codec import (
     decode_value,
     encode_site_id,
     encode_value,
+    hlc_key,
 )
 
 ChangeType = Literal["column", "delete"]
@@ -237,3 +238,18 @@ class ChangeSetBuilder:
         )
         self._changes = []
         return ChangeSet(site_id=self.clock.site_id, hlc=base, changes=changes)
+
+
+def max_hlc_text(change_sets: list[dict[str, Any]]) -> str | None:
+    """The newest HLC among change sets and their changes, in its wire form."""
+    best: tuple[bytes, str] | None = None
+    for change_set in change_sets:
+        candidates = [change_set.get("hlc")] + [c.get("hlc") for c in change_set.get("changes") or []]
+        for text in candidates:
+            try:
+                key = hlc_key(text)
+            except CodecError:
+                continue
+            if best is None or key > best[0]:
+                best = (key, str(text))
+    return best[1] if best else None

@@ -13,10 +13,14 @@ read comes from ops, events and observations, which are not capped):
   lastSeen), kept whole, as are `presence_delta.joined`/`left`; degradation, shutdown,
   slow-client: `notice.code`, `heartbeat.backend` (small scalars, kept); error-specificity:
   `error.fatal`; heartbeat-continuity: message times only.
+- snapshot-exactness: per `snapshot_chunk` of type `column-versions`, `$cells`: one
+  `[column, hlc, pk, value digest]` per entry (`value_digest`), and of type `tombstone`,
+  `$tombs`: one `[pk, hlc]` per entry (schema, table and the small chunk fields are kept).
 - well-formed-messages parses every change set with the strict codec, also those of HTTP
   `get_changes` answers (an op's value, capped the same way by `cap_http_changes`). A change set is
   therefore parsed here, when recorded: a well-formed one becomes
-  `{siteId, transactionId, hlc, "$capped": {"changes": n, "migrations": m}}` (values dropped),
+  `{siteId, transactionId, hlc, "$capped": {"changes": n, "migrations": m, "maxHlc": h}}`
+  (values dropped; `maxHlc`, the largest change HLC, is what changes-paging follows pages by),
   a malformed one is kept whole, so the check judges exactly what it would judge uncapped.
 
 Top-level fields of any capped frame are kept when their JSON is at most `SMALL_FIELD_BYTES`
@@ -36,9 +40,9 @@ from typing import Any
 
 import orjson
 
-from harness.client.changesets import ChangeSet
-from harness.client.codec import CodecError
-from harness.history import DEFAULT_PAYLOAD_CAP, History, Op
+from harness.history import DEFAULT_PAYLOAD_CAP, History, Op, OpName
+from harness.model.changesets import ChangeSet
+from harness.model.codec import CodecError, hlc_key
 
 CAPPED = "$capped"
 SMALL_FIELD_BYTES = 256
@@ -49,6 +53,12 @@ def _json(value: Any) -> bytes:
         return orjson.dumps(value)
     except TypeError:
         return repr(value).encode("utf-8")
+
+
+def value_digest(value: Any) -> str:
+    """A short digest of a wire SQL value: what a capped snapshot entry keeps of its value, so
+    snapshot-exactness compares values by digest on capped and whole histories alike."""
+    return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 
 def is_capped(payload: Any) -> bool:
@@ -65,14 +75,18 @@ def _change_set_stub(change_set: Any) -> Any:
         return change_set  # the evidence well-formed-messages reports: kept whole
     changes = change_set.get("changes")
     migrations = change_set.get("schemaMigrations")
+    info: dict[str, Any] = {
+        "changes": len(changes) if isinstance(changes, list) else 0,
+        "migrations": len(migrations) if isinstance(migrations, list) else 0,
+    }
+    top = max(((hlc_key(c["hlc"]), c["hlc"]) for c in changes or [] if isinstance(c, dict)), default=None)
+    if top is not None:
+        info["maxHlc"] = top[1]  # where the next page starts: changes-paging follows sequences
     return {
         "siteId": change_set.get("siteId"),
         "transactionId": change_set.get("transactionId"),
         "hlc": change_set.get("hlc"),
-        CAPPED: {
-            "changes": len(changes) if isinstance(changes, list) else 0,
-            "migrations": len(migrations) if isinstance(migrations, list) else 0,
-        },
+        CAPPED: info,
     }
 
 
@@ -92,6 +106,13 @@ def _chunk(payload: dict[str, Any]) -> dict[str, Any]:
     if isinstance(entries, list):
         kept["$entries"] = len(entries)
         dropped = [d for d in dropped if d != "entries"]
+        rows = [e for e in entries if isinstance(e, dict)]
+        if rows and chunk.get("type") == "column-versions":
+            kept["$cells"] = [
+                [e.get("column"), e.get("hlc"), e.get("pk"), value_digest(e.get("value"))] for e in rows
+            ]
+        elif rows and chunk.get("type") == "tombstone":
+            kept["$tombs"] = [[e.get("pk"), e.get("hlc")] for e in rows]
     if dropped:
         kept["$dropped"] = dropped
     return {"chunk": kept}
@@ -180,8 +201,6 @@ def cap_history(history: History, cap: int | None = DEFAULT_PAYLOAD_CAP) -> Hist
     """A copy of `history` as it would have been recorded with `cap`: its messages, and the
     `get_changes` answers its ops repeat, capped; everything else shared. For shrinking a full
     history after the fact, and for proving that capping changes no check's verdict."""
-    from harness.client.recorder import OpName  # the recorder imports this module
-
     out = History(payload_cap=cap)
     out._clock, out._t0 = history._clock, history._t0  # the same run clock: checks read now()
 

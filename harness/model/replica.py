@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from harness.client.codec import hlc_key
+from harness.model.codec import hlc_key
 
 RowKey = tuple[str, str, str]  # schema, table, canonical JSON of the pk
 CellKey = tuple[str, str, str, str]  # schema, table, pk JSON, column

@@ -3,6 +3,7 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+JOBS ?= 2  # scenarios of `make suite` at a time (each in its own environment)
 
 .PHONY: setup suite test lint type pytest clean
 
@@ -16,7 +17,7 @@ setup: $(VENV)/.installed
 	$(BIN)/python -m harness.env.toxiproxy_binary ensure
 
 suite: setup
-	$(BIN)/harness suite
+	$(BIN)/harness suite --jobs $(JOBS)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check coordinator harness tests benchmarks

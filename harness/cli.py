@@ -73,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run scenario files")
     run.add_argument("files", nargs="+", type=Path, help="scenario YAML files")
+    # For `suite --jobs`: the child writes the directory of its run here (one file per run).
+    run.add_argument("--run-dir-file", type=Path, help=argparse.SUPPRESS)
     _run_options(run)
 
     suite = commands.add_parser(
@@ -81,6 +83,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     suite.add_argument(
         "--dir", type=Path, default=DEFAULT_SUITE_DIR, help="folder of the suite's scenario files"
+    )
+    suite.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="scenarios at a time, each a `harness run` process with its own environment "
+        "(output and summary as a sequential run's, in the same order)",
     )
     _run_options(suite)
 
@@ -260,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "probe":
             return asyncio.run(_stoppable(_probe(args, console)))
         files = sorted(args.dir.glob("*.yaml")) if args.command == "suite" else args.files
+        if getattr(args, "jobs", 1) < 1:
+            console.error("harness: --jobs must be at least 1")
+            return 2
         if not files:
             console.error(f"harness: no scenario files in {args.dir}")
             return 2
@@ -330,6 +342,8 @@ async def _run_files(files: list[Path], args: argparse.Namespace, console: Conso
     except PreflightError as exc:
         console.error(f"harness: {exc}")
         return 2
+    if suite and getattr(args, "jobs", 1) > 1 and len(scenarios) > 1:
+        return await _run_parallel(scenarios, args, console)
     records = []
     outcomes: list[tuple[str, RunRecord]] = []
     worst = 0
@@ -355,6 +369,9 @@ async def _run_files(files: list[Path], args: argparse.Namespace, console: Conso
         record.options = _shaping_options(args)
         record.rerun = _rerun(scenario.path, scenario.seed, record, args)
         out = write_run_report(args.report_dir, record)
+        if getattr(args, "run_dir_file", None) is not None:
+            with open(args.run_dir_file, "a", encoding="utf-8") as listing:
+                listing.write(f"{out}\n")
         records.append(out)
         code = record.effective_exit_code
         worst = max(worst, code)
@@ -413,6 +430,68 @@ def _assignments(option: str, items: list[str]) -> dict[str, str]:
             raise ValueError(f"{option} {item!r}: expected NAME=VALUE")
         out[name] = value
     return out
+
+
+def _forwarded_options(args: argparse.Namespace) -> list[str]:
+    """The options of `harness suite` a child `harness run` takes as they were given (tokens
+    by variable name stay names; a token given on the command line was on it already)."""
+    words = ["--report-dir", str(args.report_dir)]
+    values = {
+        "--seed": args.seed,
+        "--target": args.target,
+        "--target-profile": args.target_profile,
+        "--namespace": args.namespace,
+        "--database-prefix": args.database_prefix or None,
+        "--token-env": args.token_env,
+        "--admin-token-env": args.admin_token_env,
+    }
+    if not args.token_env:
+        values["--token"] = args.token
+    if not args.admin_token_env:
+        values["--admin-token"] = args.admin_token
+    for flag, value in values.items():
+        if value is not None:
+            words += [flag, str(value)]
+    if getattr(args, "target_command", None) is not None:
+        words += ["--target-command", args.target_command, "--target-ready", args.target_ready]
+        for item in args.target_env:
+            words += ["--target-env", item]
+        for item in args.target_s3_env:
+            words += ["--target-s3-env", item]
+    for flag in ("allow_remote", "keep_logs", "strict", "full_payloads"):
+        if getattr(args, flag, False):
+            words.append("--" + flag.replace("_", "-"))
+    for bug in args.bug:
+        words += ["--bug", bug]
+    return words
+
+
+async def _run_parallel(scenarios: list[Any], args: argparse.Namespace, console: Console) -> int:
+    """`suite --jobs N`: each scenario in a `harness run` process of its own, N at a time; the
+    same lines as a sequential suite, in the same order, then the same summary and suite report."""
+    from harness.report import write_suite_report
+    from harness.report.journal import load_journal, record_from_journal
+    from harness.suite import JOB_TIMEOUT_S, run_parallel
+
+    files = [Path(s.path) for s in scenarios]
+    timeouts = [JOB_TIMEOUT_S + float(s.duration_s) for s in scenarios]
+    results = await run_parallel(files, _forwarded_options(args), args.jobs, console.line, timeouts)
+    worst = 0
+    run_dirs: list[Path] = []
+    outcomes: list[tuple[str, RunRecord]] = []
+    for result in results:
+        worst = max(worst, result.exit_code if result.exit_code >= 0 else INTERNAL_ERROR)
+        if result.run_dir is None:
+            worst = max(worst, INTERNAL_ERROR if result.exit_code in (0, 1) else result.exit_code)
+            continue
+        run_dirs.append(result.run_dir)
+        outcomes.append((str(result.run_dir), record_from_journal(load_journal(result.run_dir))))
+    if run_dirs:
+        suite_dir = write_suite_report(args.report_dir, run_dirs, name="suite")
+        for line in _summary_lines(outcomes):
+            console.line(line)
+        console.line(f"suite report: {suite_dir / 'index.html'}")
+    return worst
 
 
 def _shaping_options(args: argparse.Namespace) -> dict[str, Any]:

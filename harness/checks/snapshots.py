@@ -164,6 +164,31 @@ def content(stream: Stream) -> Content:
     return out
 
 
+def consumed(stream: Stream) -> Stream:
+    """A cut stream as far as its client read it. Frames that arrived after the cut were
+    received (and recorded) but not taken: the outcome's `chunks` says how many the client took
+    and `entries` how many entries, when its cut fell inside a chunk. Without them, all of it."""
+    out = stream.outcome
+    taken, wanted = out.get("chunks"), out.get("entries")
+    if out.get("ended") != "cut" or not isinstance(taken, int) or isinstance(taken, bool):
+        return stream
+    chunks = list(stream.chunks[:taken])
+    if isinstance(wanted, int) and not isinstance(wanted, bool):
+        seen = 0
+        for i, (message, chunk) in enumerate(chunks):
+            if chunk.get("type") != "column-versions":
+                continue
+            key = "$cells" if "$cells" in chunk else "entries"
+            rows = chunk.get(key)
+            if not isinstance(rows, list):
+                continue
+            keep = max(0, wanted - seen)
+            if len(rows) > keep:
+                chunks[i] = (message, dict(chunk, **{key: rows[:keep]}))
+            seen += min(len(rows), keep)
+    return Stream(stream.invoked, stream.completed, stream.conn, chunks)
+
+
 # order and counts -------------------------------------------------------------------------------
 # phase: 0 before the header, 1 header/migrations, 2 inside a table, 3 after a table, 4 tombstones, 5 footer
 ALLOWED = {
@@ -429,9 +454,9 @@ def _same_checkpoint(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool
     return all(a.get(k) == b.get(k) for k in keys)
 
 
-def _chain(stream: Stream, all_streams: list[Stream]) -> list[Stream] | None:
+def _chain(stream: Stream, all_streams: list[Stream], through_http: bool = False) -> list[Stream] | None:
     """The streams a resumed stream continues, oldest first (None: its checkpoint's stream is
-    not in the history)."""
+    not in the history, or, unless `through_http`, an HTTP stream whose entries are not)."""
     chain: list[Stream] = []
     current = stream
     while current.checkpoint_sent is not None:
@@ -445,8 +470,10 @@ def _chain(stream: Stream, all_streams: list[Stream]) -> list[Stream] | None:
         if not before:
             return None
         current = before[-1]
-        if current.invoked.f == OpName.HTTP_SNAPSHOT and int(
-            (current.outcome.get("checkpoint") or {}).get("entriesProcessed") or 0
+        if (
+            not through_http
+            and current.invoked.f == OpName.HTTP_SNAPSHOT
+            and int((current.outcome.get("checkpoint") or {}).get("entriesProcessed") or 0)
         ):
             return None  # its entries are not in the history
         chain.insert(0, current)
@@ -495,15 +522,19 @@ def snapshot_exactness(history: History, obs: Observations, params: dict[str, An
         alone = None  # a resumed stream judged by itself: "first part unknown" or "written between"
         if stream.invoked.f == OpName.RESUME_SNAPSHOT:
             chain = _chain(stream, with_http)
-            if chain is None:
-                alone = "a resumed stream whose first part is not in the history: only itself judged"
-            elif _excused_resume(stream, chain, all_writes):
+            origin = chain if chain is not None else _chain(stream, with_http, through_http=True)
+            if origin is not None and _excused_resume(stream, origin, all_writes):
+                # a resume reads the database again: entries written since its first part's
+                # request may be newer than the header's HLC, whether or not that part's
+                # entries are in the history (HTTP streams record none)
                 alone = "a database written between a cut and its resume: that resume judged for repeats only"
+            elif chain is None:
+                alone = "a resumed stream whose first part is not in the history: only itself judged"
             else:
                 for earlier in chain:
                     # tombstones are not covered by a checkpoint (3.3 names tables and entries):
                     # a resume sends them all again, so a chain's come from its last stream
-                    part = content(earlier)
+                    part = content(consumed(earlier))
                     part.tombs = {}
                     got.add(part)
         if alone is not None:

@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from harness.client.snapshot import SnapshotCut
 from harness.client.sync_client import (
     ConnectionLost,
     RequestTimeout,
@@ -24,7 +25,7 @@ from harness.client.sync_client import (
     SyncClient,
 )
 from harness.history import EventKind
-from harness.model.changesets import Change, ChangeSet
+from harness.model.changesets import Change, ChangeSet, max_hlc_text
 from harness.model.codec import HLC, encode_b64
 
 _RECOVERABLE = (ConnectionLost, RequestTimeout, ServerError)
@@ -262,12 +263,61 @@ class Reader(Behaviour):
 
 
 @dataclass(kw_only=True)
+class Pager(Behaviour):
+    """Reads its database by paging `get_changes` `rounds` times, `interval_s` apart: each
+    request asks from the largest HLC of the previous answer, until an empty answer. The next
+    round goes on from the last HLC received (a reader that keeps up), except `restart_share`
+    of the rounds, which page from the beginning. `http_share` of the rounds go over HTTP. With
+    transactions larger than the target's batch size this is the evidence that batches are cut
+    only at transaction boundaries and that paging misses and repeats nothing."""
+
+    name: ClassVar[str] = "pager"
+    rounds: int = 20
+    interval_s: float = 0.3
+    http_share: float = 0.5
+    restart_share: float = 0.2
+    max_pages: int = 1000
+
+    async def body(self) -> None:
+        since: str | None = None
+        for _ in range(self.rounds):
+            start = None if self.rng.random() < self.restart_share else since
+            over_http = self.rng.random() < self.http_share
+            try:
+                since = await self.page(start, over_http)
+            except (ConnectionLost, RequestTimeout):
+                with contextlib.suppress(Exception):
+                    await self.client.close()
+            await self.pause(self.interval_s)
+
+    async def page(self, since: str | None, over_http: bool) -> str | None:
+        """One paging sequence; returns the last HLC received (where the next one goes on)."""
+        for _ in range(self.max_pages):
+            if over_http:
+                status, answer = await self.client.http_get_changes(since)
+                if status != 200 or not isinstance(answer, dict):
+                    return since
+                batch = list((answer.get("data") or {}).get("changes") or [])
+            else:
+                await self.ensure_connected()
+                batch = await self.client.get_changes(since)
+            newest = max_hlc_text(batch)
+            if not batch or newest is None or newest == since:
+                return since
+            since = newest
+        return since
+
+
+@dataclass(kw_only=True)
 class Subscriber(Behaviour):
-    """Connects and listens to pushes for `listen_s`, reconnecting (bounded) when dropped."""
+    """Connects and listens to pushes for `listen_s`, reconnecting (bounded) when dropped.
+    `abort_share` of the subscribers leave by dropping TCP (no close frame) instead of closing,
+    after `listen_s`: the others must still be told they are gone."""
 
     name: ClassVar[str] = "subscriber"
     listen_s: float = 10.0
     max_reconnects: int = 5
+    abort_share: float = 0.0
 
     async def body(self) -> None:
         await self.client.connect_with_retry()
@@ -278,6 +328,8 @@ class Subscriber(Behaviour):
             if not self.client.connected and reconnects < self.max_reconnects:
                 reconnects += 1
                 await self.client.connect_with_retry()
+        if self.abort_share > 0 and self.rng.random() < self.abort_share and self.client.connected:
+            await self.client.abort()
 
 
 @dataclass(kw_only=True)
@@ -334,10 +386,18 @@ class Churner(Behaviour):
             await self.pause(self.rng.uniform(*self.hold_s))
 
 
+CUT_POINTS = ("first", "mid", "table_start", "table_end", "last")
+
+
 @dataclass(kw_only=True)
 class Snapshotter(Behaviour):
     """Takes `count` snapshots, over HTTP for `http_share` of them; `cut_share` of them are cut
-    after a few chunks and resumed over WS from the checkpoint read so far."""
+    and resumed over WS from the checkpoint read so far. Without `cut_points` a cut falls after
+    a few chunks (up to `max_cut_chunks`). With `cut_points` (first, mid, table_start,
+    table_end, last) the cuts go through them in turn, placed by the table sizes of the last
+    complete snapshot: after the first entry, mid-table (mid-chunk too), at a table boundary
+    (before a table's first entry, or after its end), after the last entry of the last table:
+    the checkpoints at which a resume can miss or repeat entries."""
 
     name: ClassVar[str] = "snapshotter"
     count: int = 5
@@ -345,16 +405,39 @@ class Snapshotter(Behaviour):
     cut_share: float = 0.3
     max_cut_chunks: int = 3
     interval_s: float = 0.2
+    cut_points: tuple[str, ...] = ()
+    _table_entries: list[int] = field(default_factory=list, init=False)
+    _next_point: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        unknown = [p for p in self.cut_points if p not in CUT_POINTS]
+        if unknown:
+            raise ValueError(f"unknown cut points {unknown}; known: {', '.join(CUT_POINTS)}")
+
+    def plan_cut(self) -> SnapshotCut | None:
+        """The next cut: None for a whole snapshot (also while no table sizes are known)."""
+        if self.rng.random() >= self.cut_share:
+            return None
+        if not self.cut_points:
+            return SnapshotCut("chunks", self.rng.randint(1, self.max_cut_chunks))
+        sizes = self._table_entries
+        if not sizes:
+            return None  # a complete snapshot first, to learn where the tables are
+        point = self.cut_points[self._next_point % len(self.cut_points)]
+        self._next_point += 1
+        return cut_at(point, sizes, self.rng)
 
     async def body(self) -> None:
         for _ in range(self.count):
-            cut = self.rng.randint(1, self.max_cut_chunks) if self.rng.random() < self.cut_share else None
+            cut = self.plan_cut()
             try:
                 if self.rng.random() < self.http_share:
-                    outcome = await self.client.http_snapshot(cut_after_chunks=cut)
+                    outcome = await self.client.http_snapshot(cut=cut)
                 else:
                     await self.ensure_connected()
-                    outcome = await self.client.snapshot(cut_after_chunks=cut)
+                    outcome = await self.client.snapshot(cut=cut)
+                if outcome.get("ended") == "complete" and outcome.get("tableEntries"):
+                    self._table_entries = list(outcome["tableEntries"])
                 checkpoint = outcome.get("checkpoint")
                 if outcome.get("ended") == "cut" and checkpoint is not None:
                     await self.ensure_connected()
@@ -363,6 +446,23 @@ class Snapshotter(Behaviour):
                 with contextlib.suppress(Exception):
                     await self.client.close()
             await self.pause(self.interval_s)
+
+
+def cut_at(point: str, sizes: list[int], rng: random.Random) -> SnapshotCut:
+    """A cut at one kind of checkpoint, given the entries of each table of a snapshot."""
+    if point == "first":
+        return SnapshotCut("entries", 1)
+    if point == "mid":
+        tables = [i for i, n in enumerate(sizes) if n >= 2] or [0]
+        t = rng.choice(tables)
+        return SnapshotCut("entries", sum(sizes[:t]) + max(1, sizes[t] // 2))
+    if point == "table_start":
+        return SnapshotCut("table_start", rng.randrange(len(sizes)))
+    if point == "table_end":
+        return SnapshotCut("table_end", rng.randrange(len(sizes)))
+    if point == "last":
+        return SnapshotCut("last_entry")
+    raise ValueError(f"unknown cut point {point!r}")
 
 
 @dataclass(kw_only=True)
@@ -490,5 +590,16 @@ async def catch_up_all(clients: list[SyncClient], timeout_s: float = 30.0) -> li
 
 BEHAVIOURS: dict[str, type[Behaviour]] = {
     cls.name: cls
-    for cls in (Writer, Conflicter, Reader, Subscriber, SlowReader, Churner, Snapshotter, BadInput, Intruder)
+    for cls in (
+        Writer,
+        Conflicter,
+        Reader,
+        Pager,
+        Subscriber,
+        SlowReader,
+        Churner,
+        Snapshotter,
+        BadInput,
+        Intruder,
+    )
 }

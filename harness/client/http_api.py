@@ -16,7 +16,7 @@ import httpx
 import orjson
 
 from harness.client.recorder import Recorder
-from harness.client.snapshot import SnapshotReader
+from harness.client.snapshot import SnapshotCut, SnapshotReader
 from harness.history import OpName
 from harness.model.capping import cap_http_changes
 
@@ -146,19 +146,24 @@ class HttpApi:
         database_id: str,
         cut_after_chunks: int | None = None,
         token: str | None = None,
+        cut: SnapshotCut | None = None,
     ) -> tuple[dict[str, Any], SnapshotReader]:
         """Stream `GET /:db/snapshot` line by line. The outcome's `ended` is complete (footer),
         error (an error line), eof (the body ended with neither: truncated), disconnected (the
         transport broke), stalled (no line within the chunk timeout), http_error (not 200), or
-        cut (this client stopped reading after `cut_after_chunks`)."""
+        cut (this client stopped reading after `cut_after_chunks`, or where `cut` says)."""
         rec = self._recorder()
         reader = SnapshotReader()
-        op = rec.invoke(
-            OpName.HTTP_SNAPSHOT,
-            self._scoped({"databaseId": database_id, "cutAfterChunks": cut_after_chunks}, token),
-        )
+        value: dict[str, Any] = {"databaseId": database_id, "cutAfterChunks": cut_after_chunks}
+        if cut is not None and cut.kind == "chunks":
+            value["cutAfterChunks"] = cut.n  # recorded as a cut after chunks always was
+        elif cut is not None:
+            value["cut"] = cut.to_json()
+        elif cut_after_chunks is not None:
+            cut = SnapshotCut("chunks", cut_after_chunks)
+        op = rec.invoke(OpName.HTTP_SNAPSHOT, self._scoped(value, token))
         try:
-            outcome = await self._stream_snapshot(database_id, reader, cut_after_chunks, token)
+            outcome = await self._stream_snapshot(database_id, reader, cut, token)
         except asyncio.CancelledError:
             rec.complete(op, "info", reader.summary() | {"ended": "cancelled"}, "cancelled")
             raise
@@ -175,7 +180,7 @@ class HttpApi:
         return summary, reader
 
     async def _stream_snapshot(
-        self, database_id: str, reader: SnapshotReader, cut_after_chunks: int | None, token: str | None
+        self, database_id: str, reader: SnapshotReader, cut: SnapshotCut | None, token: str | None
     ) -> dict[str, Any]:
         url = f"{self.base_url}/{database_id}/snapshot"
         try:
@@ -204,10 +209,10 @@ class HttpApi:
                             "message": chunk.get("error"),
                             "checkpoint": reader.checkpoint(),
                         }
-                    reader.feed(chunk)
+                    stop = reader.take(chunk, cut)
                     if reader.complete:
                         return {"ended": "complete", "status": 200, "checkpoint": None}
-                    if cut_after_chunks is not None and reader.chunks >= cut_after_chunks:
+                    if stop:
                         return {"ended": "cut", "status": 200, "checkpoint": reader.checkpoint()}
                 return {"ended": "eof", "status": 200, "checkpoint": reader.checkpoint()}
         except httpx.TimeoutException:

@@ -22,6 +22,30 @@ CHUNK_TYPES = (
 )
 
 
+CUT_KINDS = ("chunks", "entries", "table_start", "table_end", "last_entry")
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotCut:
+    """Where a client stops reading a stream, to resume it from the checkpoint it holds then:
+    `chunks` after `n` chunks; `entries` right after the `n`-th entry (the rest of that chunk is
+    dropped, so the checkpoint can sit mid-chunk and mid-table); `table_start` right after the
+    table-start of the table at index `n` (a boundary: nothing of it read yet); `table_end`
+    right after the table-end of the table at index `n` (a boundary: that table completed);
+    `last_entry` after every entry of the last table (the header's tableCount) but before its
+    table-end. Indexes count the tables of this stream's own order, from 0."""
+
+    kind: str
+    n: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in CUT_KINDS:
+            raise ValueError(f"unknown snapshot cut {self.kind!r}; known: {', '.join(CUT_KINDS)}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "n": self.n}
+
+
 @dataclass(slots=True)
 class SnapshotReader:
     """Consumes the chunks of one snapshot stream (a fresh one, or a resumed one when
@@ -38,10 +62,38 @@ class SnapshotReader:
     entries: int = 0
     tombstones: int = 0
     problems: list[str] = field(default_factory=list)
+    table_entries: list[int] = field(default_factory=list)  # entries of each table, in stream order
     _table: tuple[str, str] | None = None
     _table_entries: int = 0
     _completed: list[str] = field(default_factory=list)
     _table_index: int = -1
+
+    def take(self, chunk: Any, cut: SnapshotCut | None) -> bool:
+        """Feed one chunk, or the part of it read before `cut`; True when the client stops
+        reading here (the stream is cut and `checkpoint()` is where a resume continues)."""
+        if cut is None or not isinstance(chunk, dict):
+            self.feed(chunk)
+            return cut is not None and cut.kind == "chunks" and self.chunks >= cut.n
+        kind = chunk.get("type")
+        if cut.kind == "last_entry" and kind == "table-end":
+            count = (self.header or {}).get("tableCount")
+            if isinstance(count, int) and self._table_index == count - 1 and self._table is not None:
+                return True  # every entry read; the last table stays open in the checkpoint
+        if cut.kind == "entries" and kind == "column-versions" and isinstance(chunk.get("entries"), list):
+            need = cut.n - self.entries
+            if 0 < need < len(chunk["entries"]):
+                chunk = dict(chunk, entries=chunk["entries"][:need])
+        started = self._table_index
+        self.feed(chunk)
+        if cut.kind == "chunks":
+            return self.chunks >= cut.n
+        if cut.kind == "entries":
+            return self.entries >= cut.n > 0
+        if cut.kind == "table_start":
+            return kind == "table-start" and self._table_index == cut.n and started != self._table_index
+        if cut.kind == "table_end":
+            return kind == "table-end" and self._table_index == cut.n
+        return False
 
     def feed(self, chunk: Any) -> None:
         """Take one chunk; order and shape problems are collected in `problems`, not raised,
@@ -112,6 +164,7 @@ class SnapshotReader:
         if self.resumed_from is None and written != self._table_entries:
             self.problems.append(f"table {table[1]}: entriesWritten {written} but {self._table_entries} sent")
         self._completed.append(f"{table[0]}.{table[1]}")
+        self.table_entries.append(self._table_entries)
         self._table = None
         self._table_entries = 0
         self.tables_ended += 1
@@ -178,6 +231,7 @@ class SnapshotReader:
             "migrations": self.migrations,
             "entries": self.entries,
             "tombstones": self.tombstones,
+            "tableEntries": list(self.table_entries),
             "complete": self.complete,
             "resumed": self.resumed_from is not None,
             "problems": list(self.problems),

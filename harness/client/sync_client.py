@@ -26,7 +26,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from harness.client.backoff import Backoff
 from harness.client.http_api import HttpApi, http_base_from_ws
 from harness.client.recorder import Recorder
-from harness.client.snapshot import SnapshotReader
+from harness.client.snapshot import SnapshotCut, SnapshotReader
 from harness.history import EventKind, History, OpName
 from harness.model.changesets import ChangeSet, ChangeSetBuilder, HlcClock, max_hlc_text
 from harness.model.codec import CodecError, encode_b64, encode_site_id
@@ -550,17 +550,23 @@ class SyncClient:
             for change in change_set.get("changes") or []:
                 self.uncertain.add(change_cell(change))
 
-    async def snapshot(self, cut_after_chunks: int | None = None) -> dict[str, Any]:
+    async def snapshot(
+        self, cut_after_chunks: int | None = None, cut: SnapshotCut | None = None
+    ) -> dict[str, Any]:
         """`get_snapshot` over WS. The outcome records how the stream ended: complete, error,
         stalled (no chunk within `chunk_timeout_s`), connection_closed, or cut (by this client
-        after `cut_after_chunks` chunks, by closing the connection; the checkpoint is kept)."""
-        return await self._snapshot_op(OpName.SNAPSHOT, {"type": "get_snapshot"}, None, cut_after_chunks)
+        after `cut_after_chunks` chunks, or where `cut` says, by closing the connection; the
+        checkpoint is kept)."""
+        return await self._snapshot_op(OpName.SNAPSHOT, {"type": "get_snapshot"}, None, cut_after_chunks, cut)
 
     async def resume_snapshot(
-        self, checkpoint: dict[str, Any], cut_after_chunks: int | None = None
+        self,
+        checkpoint: dict[str, Any],
+        cut_after_chunks: int | None = None,
+        cut: SnapshotCut | None = None,
     ) -> dict[str, Any]:
         msg = {"type": "resume_snapshot", "checkpoint": checkpoint}
-        return await self._snapshot_op(OpName.RESUME_SNAPSHOT, msg, checkpoint, cut_after_chunks)
+        return await self._snapshot_op(OpName.RESUME_SNAPSHOT, msg, checkpoint, cut_after_chunks, cut)
 
     async def _snapshot_op(
         self,
@@ -568,12 +574,20 @@ class SyncClient:
         msg: dict[str, Any],
         resumed_from: dict[str, Any] | None,
         cut_after_chunks: int | None,
+        cut: SnapshotCut | None = None,
     ) -> dict[str, Any]:
         reader = SnapshotReader(resumed_from=resumed_from)
+        value: dict[str, Any] = {"checkpoint": resumed_from, "cutAfterChunks": cut_after_chunks}
+        if cut is not None and cut.kind == "chunks":
+            value["cutAfterChunks"] = cut.n  # recorded as a cut after chunks always was
+        elif cut is not None:
+            value["cut"] = cut.to_json()
+        elif cut_after_chunks is not None:
+            cut = SnapshotCut("chunks", cut_after_chunks)
         async with self._lock:
-            op = self.rec.invoke(f, {"checkpoint": resumed_from, "cutAfterChunks": cut_after_chunks})
+            op = self.rec.invoke(f, value)
             try:
-                outcome = await self._read_snapshot(msg, reader, cut_after_chunks)
+                outcome = await self._read_snapshot(msg, reader, cut)
             except asyncio.CancelledError:
                 self.replica.merge(reader.replica)
                 self.rec.complete(op, "info", reader.summary() | {"ended": "cancelled"}, "cancelled")
@@ -595,7 +609,7 @@ class SyncClient:
         return summary
 
     async def _read_snapshot(
-        self, msg: dict[str, Any], reader: SnapshotReader, cut_after_chunks: int | None
+        self, msg: dict[str, Any], reader: SnapshotReader, cut: SnapshotCut | None
     ) -> dict[str, Any]:
         try:
             conn = self._live()
@@ -606,8 +620,7 @@ class SyncClient:
                 answer = await self._next_answer(conn, self.config.chunk_timeout_s)
                 kind = answer.get("type")
                 if kind == "snapshot_chunk":
-                    reader.feed(answer.get("chunk"))
-                    if cut_after_chunks is not None and reader.chunks >= cut_after_chunks:
+                    if reader.take(answer.get("chunk"), cut):
                         return {"ended": "cut", "checkpoint": reader.checkpoint()}
                 elif kind == "snapshot_complete":
                     return {"ended": "complete", "checkpoint": None}
@@ -655,8 +668,10 @@ class SyncClient:
         return dict(await self._run_op(OpName.SEND_RAW, value, body, unknown_on_loss=True))
 
     # HTTP -------------------------------------------------------------------------------------
-    async def http_snapshot(self, cut_after_chunks: int | None = None) -> dict[str, Any]:
-        summary, reader = await self.http.snapshot(self.config.database_id, cut_after_chunks)
+    async def http_snapshot(
+        self, cut_after_chunks: int | None = None, cut: SnapshotCut | None = None
+    ) -> dict[str, Any]:
+        summary, reader = await self.http.snapshot(self.config.database_id, cut_after_chunks, cut=cut)
         self.replica.merge(reader.replica)
         return summary
 

@@ -41,6 +41,7 @@ Progress = Callable[[str], None]
 END_GRACE_S = 15.0  # beyond the duration, for behaviours' final catch-up
 CATCH_UP_S = 30.0
 MAX_SETTLE_S = 60.0  # longest wait for an idle timeout before the final resource sample
+BATCH_CHECKS = ("changes-paging",)  # checks judged against the target's get_changes batch size
 POLICY_CHECKS = ("convergence", "no-lost-write", "durability", "lww-final-state", "writes-accepted")
 DATABASE_PARAMS = ("foreign_database",)  # behaviour parameters that name a database
 
@@ -164,6 +165,11 @@ def check_bounds(scenario: Scenario, profile: TargetProfile | None = None) -> di
             spec = CHECKS.get(name)
             if name in out and spec is not None and "tombstone_policy" in spec.params:
                 out[name].setdefault("tombstone_policy", profile.tombstone_policy)
+    if profile.batch_size is not None:
+        for name in BATCH_CHECKS:
+            spec = CHECKS.get(name)
+            if name in out and spec is not None and "batch_size" in spec.params:
+                out[name].setdefault("batch_size", profile.batch_size)
     return out
 
 

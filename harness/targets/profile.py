@@ -32,6 +32,7 @@ KEYS = {
     "heartbeat_interval_ms",
     "presence_interval_ms",
     "idle_store_timeout_ms",
+    "batch_size",
     "capabilities",
 }
 EVERYWHERE = ("*",)
@@ -40,6 +41,7 @@ BUNDLED_HEARTBEAT_MS = 5000.0
 BUNDLED_IDLE_MS = 60000.0
 BUNDLED_PRESENCE_MS = 250.0
 PLAIN_V1_IDLE_MS = 300000.0
+BUNDLED_BATCH_SIZE = 1000  # most changes in one get_changes answer
 
 
 class ProfileError(Exception):
@@ -61,6 +63,7 @@ class TargetProfile:
     heartbeat_interval_ms: float | None = None
     presence_interval_ms: float | None = None
     idle_store_timeout_ms: float | None = None
+    batch_size: int | None = None  # the target's get_changes batch size (changes per answer)
     capabilities: dict[str, bool] = field(default_factory=dict)
     # Bundled coordinator without a `tokens` option: no authentication, every token everywhere.
     open_access: bool = False
@@ -127,6 +130,14 @@ class _Reader:
             raise self.error((key,), f"must be a positive number of milliseconds, got {value!r}")
         return float(value)
 
+    def count(self, data: dict[str, Any], key: str) -> int | None:
+        value = data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise self.error((key,), f"must be a positive whole number, got {value!r}")
+        return value
+
     def profile(self) -> TargetProfile:
         data = self.doc.data
         if not isinstance(data, dict):
@@ -151,6 +162,7 @@ class _Reader:
             heartbeat_interval_ms=self.millis(data, "heartbeat_interval_ms"),
             presence_interval_ms=self.millis(data, "presence_interval_ms"),
             idle_store_timeout_ms=self.millis(data, "idle_store_timeout_ms"),
+            batch_size=self.count(data, "batch_size"),
             capabilities=self.capabilities(data.get("capabilities")),
         )
 
@@ -192,7 +204,8 @@ class _Reader:
 
 def bundled_profile(options: dict[str, Any]) -> TargetProfile:
     """The profile of the bundled coordinator started with these `coordinator serve` options
-    (scenario keys: tokens, heartbeat_interval_ms, idle_store_timeout_ms, tombstone_policy, compat)."""
+    (scenario keys: tokens, heartbeat_interval_ms, idle_store_timeout_ms, tombstone_policy, compat,
+    batch_size)."""
     plain = options.get("compat") == "plain-v1"
     specs = options.get("tokens") or []
     specs = specs if isinstance(specs, list) else [specs]
@@ -222,6 +235,7 @@ def bundled_profile(options: dict[str, Any]) -> TargetProfile:
         heartbeat_interval_ms=heartbeat,
         presence_interval_ms=presence,
         idle_store_timeout_ms=idle,
+        batch_size=int(options.get("batch_size") or BUNDLED_BATCH_SIZE),
         capabilities=caps,
         open_access=not specs,
     )

@@ -252,6 +252,80 @@ def _resumed(skip: int) -> Script:
     return _finish(s, log)
 
 
+def _cut_with_frames_after(counts: dict[str, int] | None) -> Script:
+    """The cut stream's frames run past its cut (they arrived before the client closed): the
+    client took the header, table-start and the first entry of a 3-entry chunk (`counts`, as its
+    outcome records them), then resumed from entry 1."""
+    s, log, delete = _world()
+    entries = _good_entries(log)
+    at = log[-1]["hlc"]
+    received = _chunks(at, entries, [_tomb(delete)])  # the whole stream reached the socket
+    checkpoint = {
+        "snapshotId": "snap-1",
+        "siteId": "A" * 22,
+        "hlc": at,
+        "lastTableIndex": 0,
+        "lastEntryIndex": 1,
+        "completedTables": [],
+        "entriesProcessed": 1,
+        "createdAt": 0,
+    }
+    s.at(10.0)
+    op = s.history.invoke("r", OpName.SNAPSHOT, {"checkpoint": None, "cutAfterChunks": None})
+    for chunk in received:
+        s.recv("r", {"type": "snapshot_chunk", "chunk": chunk})
+    s.history.complete(
+        op, "fail", {"ended": "cut", "checkpoint": checkpoint, **(counts or {})}, "cut_by_client"
+    )
+    s.close("r", by_client=True).connect("r")
+    _stream(s, "r", _chunks(at, entries[1:], [_tomb(delete)]), checkpoint=checkpoint)
+    return _finish(s, log)
+
+
+def test_frames_received_after_a_cut_are_not_counted_as_read() -> None:
+    result = run(
+        _cut_with_frames_after({"chunks": 3, "entries": 1}), "snapshot-exactness", tombstone_policy="revive"
+    )
+    assert result.status == "pass", result.evidence
+    # Without the counts the whole recorded stream is the first part: its entries 2 and 3 repeat.
+    result = run(_cut_with_frames_after(None), "snapshot-exactness", tombstone_policy="revive")
+    assert result.status == "fail" and "sent 2 times" in result.evidence[0]["problem"]
+
+
+def _resumed_after_http(cut_at: float) -> Script:
+    """An HTTP stream (no chunks recorded) cut after one entry of the state at log[2]'s HLC,
+    resumed over WS at 10 s with pk 3 (written at 4 s, deleted at 5 s), newer than that HLC."""
+    s, log, delete = _world()
+    entries = _good_entries(log)
+    at = log[2]["hlc"]
+    checkpoint = {
+        "snapshotId": "snap-1",
+        "siteId": "A" * 22,
+        "hlc": at,
+        "lastTableIndex": 0,
+        "lastEntryIndex": 1,
+        "completedTables": [],
+        "entriesProcessed": 1,
+        "createdAt": 0,
+    }
+    s.at(cut_at)
+    op = s.history.invoke("r", OpName.HTTP_SNAPSHOT, {"databaseId": "db1", "cutAfterChunks": None})
+    outcome = {"ended": "cut", "checkpoint": checkpoint, "chunks": 3, "entries": 1}
+    s.history.complete(op, "fail", outcome, "cut_by_client")
+    s.at(10.0)
+    _stream(s, "r", _chunks(at, entries[1:], [_tomb(delete)]), checkpoint=checkpoint)
+    return _finish(s, log)
+
+
+def test_a_resume_after_writes_may_hold_newer_entries_even_after_an_http_first_part() -> None:
+    result = run(_resumed_after_http(3.5), "snapshot-exactness", tombstone_policy="revive")
+    # repeats only: nothing judged against the log, so unknown, never a false "newer" failure
+    assert result.status == "unknown" and "written between a cut and its resume" in result.summary
+    # Cut after every write: nothing was written between, so the newer entry is not excused.
+    result = run(_resumed_after_http(6.0), "snapshot-exactness", tombstone_policy="revive")
+    assert result.status == "fail" and "newer than the header's HLC" in result.evidence[0]["problem"]
+
+
 def test_a_resume_that_yields_exactly_the_rest_passes() -> None:
     result = run(_resumed(1), "snapshot-exactness", tombstone_policy="revive")
     assert result.status == "pass", result.evidence

@@ -17,7 +17,7 @@ from harness.scenario.loader import ScenarioError, load_scenario
 from harness.scenario.runner import RunOptions, check_bounds, granted_databases, settle_time, target_profile
 from harness.seed import Seeds
 from harness.targets.namespace import DATABASE_ID, Namespace
-from harness.targets.profile import TargetProfile, bundled_profile
+from harness.targets.profile import ProfileError, TargetProfile, bundled_profile, load_profile
 
 SCENARIO = """\
 name: bounds
@@ -216,3 +216,48 @@ def test_a_database_prefix_goes_before_every_id_of_the_run() -> None:
     assert ns.token_spec("t:db") == "t:harness-smoke-7-abc.db"
     with pytest.raises(ValueError, match="database prefix"):
         Namespace("smoke", 7, "abc", database_prefix="bad prefix")
+
+
+def _with_paging_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """changes-paging as it registers itself (its own module, once merged): a `batch_size` param."""
+    load_all()
+    if "changes-paging" not in CHECKS:
+        spec = dataclasses.replace(
+            CHECKS["convergence"],
+            name="changes-paging",
+            params={"batch_size": Param(None, "changes per answer")},
+        )
+        monkeypatch.setitem(CHECKS, "changes-paging", spec)
+
+
+PAGING = """\
+name: paging-bounds
+duration_s: 5
+target:
+  coordinator:
+    options: {batch_size: 20}
+clients:
+  - {name: p, behaviour: pager, params: {rounds: 2}}
+checks: [changes-paging]
+"""
+
+
+def test_batch_size_bound_from_the_bundled_option_or_the_profile_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _with_paging_check(monkeypatch)
+    scenario = load_scenario(_write(tmp_path, PAGING))
+    assert check_bounds(scenario)["changes-paging"]["batch_size"] == 20
+    assert bundled_profile({}).batch_size == 1000  # the coordinator's default when not given
+    file = tmp_path / "staging.yaml"
+    file.write_text("batch_size: 500\n")
+    external = target_profile(
+        scenario, RunOptions(target_url="http://127.0.0.1:1/sync", target_profile=file), []
+    )
+    assert (
+        external.batch_size == 500 and check_bounds(scenario, external)["changes-paging"]["batch_size"] == 500
+    )
+    assert "batch_size" not in check_bounds(scenario, TargetProfile())["changes-paging"]  # unknown: unset
+    file.write_text("batch_size: 0\n")
+    with pytest.raises(ProfileError, match=r"staging\.yaml:1: batch_size: must be a positive whole number"):
+        load_profile(file)

@@ -490,7 +490,7 @@ class CoordinatorService:
         since_raw = message.get("sinceHLC")
         since = decode_hlc(since_raw, "sinceHLC") if since_raw is not None else None
         change_sets = await self.read_changes(session.database_id, since, session.site_id)
-        await session.put(M.changes(change_sets))
+        await session.put(await asyncio.to_thread(M.changes, change_sets))  # a large answer: off the loop
 
     async def read_changes(
         self, database_id: str, since: bytes | None, exclude_site: bytes | None
@@ -498,7 +498,7 @@ class CoordinatorService:
         store = await self.stores.acquire(database_id)
         try:
             await self.failpoints.hit("storage.read")
-            return store.changes_since(since, exclude_site, self.config.batch_size)
+            return await store.changes_since_off_loop(since, exclude_site, self.config.batch_size)
         finally:
             self.stores.release(database_id)
 

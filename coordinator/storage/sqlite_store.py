@@ -13,6 +13,7 @@ arrival order (a write applied before an older delete arrived is removed by it t
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import urllib.parse
 import uuid
@@ -332,7 +333,30 @@ class DatabaseStore:
         it received misses nothing even when transactions interleave.
         """
         self._count_read()
-        db = self.db
+        return self._changes_since(self.db, since, exclude_site, batch_size)
+
+    async def changes_since_off_loop(
+        self, since: bytes | None, exclude_site: bytes | None, batch_size: int
+    ) -> list[dict[str, Any]]:
+        """`changes_since` on a connection of its own in a worker thread: a large answer (a
+        catch-up of thousands of change sets to decode and group) then does not hold the event
+        loop, so heartbeats and pushes to every other session keep their schedule. WAL lets it
+        read beside the writer; the caller holds the store open meanwhile."""
+        self._count_read()  # here, on the loop, like every other read
+        return await asyncio.to_thread(self._changes_since_on_own_connection, since, exclude_site, batch_size)
+
+    def _changes_since_on_own_connection(
+        self, since: bytes | None, exclude_site: bytes | None, batch_size: int
+    ) -> list[dict[str, Any]]:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            return self._changes_since(db, since, exclude_site, batch_size)
+        finally:
+            db.close()
+
+    def _changes_since(
+        self, db: sqlite3.Connection, since: bytes | None, exclude_site: bytes | None, batch_size: int
+    ) -> list[dict[str, Any]]:
         low = since if since is not None else b""
         site = exclude_site if exclude_site is not None else b""
         rows = db.execute(
@@ -358,7 +382,7 @@ class DatabaseStore:
                     "transactionId": tx_id,
                     "hlc": encode_hlc(tx_hlc),
                     "changes": [],
-                    "schemaMigrations": self._migrations_of(tx_id),
+                    "schemaMigrations": _migrations_of(db, tx_id),
                 }
                 remaining[tx_id] = total
                 open_txs += 1
@@ -370,14 +394,6 @@ class DatabaseStore:
         rows.close()
         return list(sets.values())
 
-    def _migrations_of(self, tx_id: str) -> list[dict[str, Any]]:
-        return [
-            orjson.loads(m)
-            for (m,) in self.db.execute(
-                "SELECT migration FROM migrations WHERE tx_id = ? ORDER BY hlc", (tx_id,)
-            )
-        ]
-
     # snapshots --------------------------------------------------------------------------------
     def snapshot_reader(self) -> SnapshotReader:
         self._count_read()
@@ -387,6 +403,13 @@ class DatabaseStore:
         self.reads += 1
         if self._on_read is not None:
             self._on_read()
+
+
+def _migrations_of(db: sqlite3.Connection, tx_id: str) -> list[dict[str, Any]]:
+    return [
+        orjson.loads(m)
+        for (m,) in db.execute("SELECT migration FROM migrations WHERE tx_id = ? ORDER BY hlc", (tx_id,))
+    ]
 
 
 def _version(db: sqlite3.Connection, key: CellKey, known: Versions | None) -> bytes | None:

@@ -134,7 +134,7 @@ def run_scenario(
 
 def failed_checks(output: str) -> str:
     """The lines of the harness's output that name what failed (its summary), shortened."""
-    lines = [ln.strip() for ln in output.splitlines() if " fail" in ln.lower() or "FAIL" in ln]
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip().lower().startswith("fail ")]
     return " | ".join(lines[-4:])[:400]
 
 

@@ -125,10 +125,11 @@ def sample_sessions(copies: list[Path], config: Path, size: int, seed: int) -> i
 def judged(session: Path) -> list[Judged]:
     out: list[Judged] = []
     with use_db(str(session)) as db:
-        for item, result in db.results:
+        items = {item.job_id: item for item in db.work_items}
+        for job_id, result in db.results:
             if result.worker_outcome == WorkerOutcome.SKIPPED:
                 continue
-            module, line, operator, occurrence = key(item)
+            module, line, operator, occurrence = key(items[job_id])
             text = result.output or ""
             verdict = [ln for ln in text.splitlines() if ln.startswith(("KILLED", "SURVIVED", "JUDGE-ERROR"))]
             if result.worker_outcome == WorkerOutcome.NO_TEST:

@@ -104,22 +104,59 @@ def key(item: Any) -> tuple[str, int, str, int]:
     return (str(m.module_path), m.start_pos[0], m.operator_name, m.occurrence)
 
 
-def sample_sessions(copies: list[Path], config: Path, size: int, seed: int) -> int:
+def mutated_line(diff: str) -> str | None:
+    """The source line a mutant's diff removes (what it changed), stripped."""
+    removed = [ln[1:].strip() for ln in diff.splitlines() if ln.startswith("-") and not ln.startswith("---")]
+    return removed[0] if removed else None
+
+
+def same_mutants(
+    every: list[tuple[str, int, str, int]], previous: Path, copy: Path
+) -> list[tuple[str, int, str, int]]:
+    """The mutants of an earlier result file, found again in this revision by module, operator
+    and occurrence, kept only where the line they mutate reads the same (so the same defect is
+    judged by two versions of the harness); a mutant that moved or changed is left out, and said."""
+    rows = json.loads(previous.read_text())["mutants"]
+    by_site = {(m, op, occ): (m, line, op, occ) for m, line, op, occ in every}
+    chosen: list[tuple[str, int, str, int]] = []
+    for row in rows:
+        found = by_site.get((row["module"], row["operator"], row["occurrence"]))
+        text = mutated_line(row["diff"])
+        source = (copy / row["module"]).read_text().splitlines() if found else []
+        if (
+            found is None
+            or text is None
+            or not 0 < found[1] <= len(source)
+            or source[found[1] - 1].strip() != text
+        ):
+            print(f"  not comparable: {row['module']}:{row['line']} {row['operator']} #{row['occurrence']}")
+            continue
+        chosen.append(found)
+    return chosen
+
+
+def sample_sessions(
+    copies: list[Path], config: Path, size: int, seed: int, sample_from: Path | None = None
+) -> tuple[int, int]:
     """Initialise one session per worktree and leave pending only that worker's share of the
-    seeded sample (the others are marked skipped). Returns how many mutants exist in all."""
+    seeded sample (the others are marked skipped). Returns how many mutants exist in all, and
+    how many are to be judged."""
     sessions = [copy / "session.sqlite" for copy in copies]
     for copy, session in zip(copies, sessions, strict=True):
         subprocess.run([COSMIC_RAY, "init", str(config), str(session)], cwd=copy, check=True)
     with use_db(str(sessions[0])) as db:
         every = sorted((key(item) for item in db.work_items), key=lambda k: k)
-    chosen = random.Random(seed).sample(every, min(size, len(every)))
+    if sample_from is not None:
+        chosen = same_mutants(every, sample_from, copies[0])
+    else:
+        chosen = random.Random(seed).sample(every, min(size, len(every)))
     share = {k: i % len(copies) for i, k in enumerate(chosen)}
     skipped = WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output="not in the sample")
     for worker, session in enumerate(sessions):
         with use_db(str(session)) as db:
             others = [item.job_id for item in db.work_items if share.get(key(item)) != worker]
             db.set_multiple_results(others, skipped)
-    return len(every)
+    return len(every), len(chosen)
 
 
 def judged(session: Path) -> list[Judged]:
@@ -232,6 +269,12 @@ def main(argv: list[str] | None = None) -> int:
         help="mutate coordinator/ as of this revision, judged by the harness and scenarios of --rev "
         "(the same mutants judged by two versions of the harness: its kill rate before and after)",
     )
+    parser.add_argument(
+        "--sample-from",
+        type=Path,
+        help="judge the mutants of an earlier result JSON again (same module, operator and occurrence, "
+        "on an unchanged line), instead of drawing a sample",
+    )
     parser.add_argument("--sample", type=int, default=40, help="how many mutants to judge")
     parser.add_argument("--seed", type=int, default=1, help="seed of the sample")
     parser.add_argument("--jobs", type=int, default=2, help="workers, each in its own worktree")
@@ -262,9 +305,9 @@ def main(argv: list[str] | None = None) -> int:
                     "mutation: the unmutated code fails a scenario: mutants cannot be judged", file=sys.stderr
                 )
                 return 1
-        total = sample_sessions(copies, config, args.sample, args.seed)
+        total, size = sample_sessions(copies, config, args.sample, args.seed, args.sample_from)
         print(
-            f"{total} mutants in coordinator/; judging {min(args.sample, total)} on {len(copies)} workers",
+            f"{total} mutants in coordinator/; judging {size} on {len(copies)} workers",
             flush=True,
         )
         workers = [
@@ -277,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                         w.wait(timeout=60)
                         break
                     except subprocess.TimeoutExpired:
-                        report_progress(copies, min(args.sample, total), started)
+                        report_progress(copies, size, started)
         finally:
             stop(workers, copies)
         rows = [row for copy in copies for row in judged(copy / "session.sqlite")]

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 JOBS ?= 2  # scenarios of `make suite` at a time (each in its own environment)
 
-.PHONY: setup suite test lint type pytest clean
+.PHONY: setup suite test lint type pytest clean mutation
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -20,8 +20,8 @@ suite: setup
 	$(BIN)/harness suite --jobs $(JOBS)
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check coordinator harness tests benchmarks
-	$(BIN)/ruff format --check coordinator harness tests benchmarks
+	$(BIN)/ruff check coordinator harness tests benchmarks mutation
+	$(BIN)/ruff format --check coordinator harness tests benchmarks mutation
 	$(BIN)/lint-imports --no-cache
 
 type: $(VENV)/.installed
@@ -33,4 +33,15 @@ pytest: setup
 test: lint type pytest
 
 clean:
-	rm -rf $(VENV) .tox .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(MUTATION_VENV) .tox .mypy_cache .ruff_cache .pytest_cache
+
+# Mutation testing of coordinator/ judged by the default scenarios (not part of `make test`: it
+# takes about an hour for 40 mutants). ARGS e.g. "--sample 40 --seed 1 --jobs 2"; docs/mutation.md.
+MUTATION_VENV := .venv-mutation
+$(MUTATION_VENV)/.installed: mutation/constraints.txt
+	$(PY) -m venv $(MUTATION_VENV)
+	$(MUTATION_VENV)/bin/pip install -q -c mutation/constraints.txt cosmic-ray
+	touch $@
+
+mutation: setup $(MUTATION_VENV)/.installed
+	$(MUTATION_VENV)/bin/python mutation/run.py $(ARGS)

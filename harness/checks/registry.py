@@ -59,8 +59,8 @@ def register(
     **params: Param,
 ) -> Callable[[CheckFn], CheckFn]:
     """Register a check. `excuses` declares which causes excuse which of its misses (listed by
-    `harness list`); a check that declares none is listed with `DEFAULT_POLICY`, what
-    `disturbed()` excuses with no flags."""
+    `harness list`); a check that declares none is listed with `DEFAULT_POLICY` (network,
+    process and failpoint faults; never an object-store fault, nor a delay)."""
     policies = (DEFAULT_POLICY,) if excuses is None else tuple(excuses)
 
     def decorate(fn: CheckFn) -> CheckFn:

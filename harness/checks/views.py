@@ -8,25 +8,16 @@ next `open` of the same process; history indices are global and increasing, so t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from harness.checks.excuses import (
     DELAY,
-    FAILPOINT,
-    FAILPOINT_DELAY,
-    NETWORK,
-    PROCESS,
     S3,
-    UNKNOWN,
-    ExcusePolicy,
-    excuses,
     overlaps,
     window_causes,
     windows_with,
 )
-from harness.checks.observations import Observations
 from harness.history import Event, EventKind, FaultWindow, History, Message, Op, OpName
 
 
@@ -241,35 +232,3 @@ def fault_delay_s(history: History, start: float, end: float) -> float:
                 float(w.params.get("latency_ms", 0) or 0) + float(w.params.get("jitter_ms", 0) or 0)
             )
     return delay_ms / 1000.0
-
-
-def policy_from_flags(
-    include_backend: bool = False,
-    include_failpoints: bool = True,
-    include_delays: bool = False,
-    include_failpoint_delays: bool = True,
-) -> ExcusePolicy:
-    """The policy `disturbed()`'s flags meant (for modules written before policies)."""
-    causes = {NETWORK, PROCESS, UNKNOWN}
-    causes |= {S3} if include_backend else set()
-    causes |= {FAILPOINT} if include_failpoints else set()
-    causes |= {FAILPOINT_DELAY} if include_failpoint_delays else set()
-    causes |= {DELAY} if include_delays else set()
-    return ExcusePolicy("a late or missing answer", frozenset(causes))
-
-
-def disturbed(
-    history: History,
-    obs: Observations,
-    start: float,
-    end: float,
-    include_backend: bool = False,
-    include_failpoints: bool = True,
-    include_delays: bool = False,
-    processes: Iterable[str] | None = None,
-    include_failpoint_delays: bool = True,
-) -> list[dict[str, Any]]:
-    """Deprecated: `excuses(policy, ...)` with a policy declared in `register(...)`. Kept, with
-    the same meaning, for check modules written against it until they are converted."""
-    policy = policy_from_flags(include_backend, include_failpoints, include_delays, include_failpoint_delays)
-    return excuses(policy, history, obs, start, end, processes)

@@ -42,7 +42,14 @@ END_GRACE_S = 15.0  # beyond the duration, for behaviours' final catch-up
 CATCH_UP_S = 30.0
 MAX_SETTLE_S = 60.0  # longest wait for an idle timeout before the final resource sample
 BATCH_CHECKS = ("changes-paging",)  # checks judged against the target's get_changes batch size
-POLICY_CHECKS = ("convergence", "no-lost-write", "durability", "lww-final-state", "writes-accepted")
+POLICY_CHECKS = (
+    "convergence",
+    "no-lost-write",
+    "durability",
+    "lww-final-state",
+    "writes-accepted",
+    "snapshot-exactness",
+)
 DATABASE_PARAMS = ("foreign_database",)  # behaviour parameters that name a database
 
 

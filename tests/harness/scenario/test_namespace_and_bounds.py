@@ -261,3 +261,14 @@ def test_batch_size_bound_from_the_bundled_option_or_the_profile_file(
     file.write_text("batch_size: 0\n")
     with pytest.raises(ProfileError, match=r"staging\.yaml:1: batch_size: must be a positive whole number"):
         load_profile(file)
+
+
+def test_every_check_that_takes_a_profile_bound_gets_it_from_the_runner() -> None:
+    """A check with a `tombstone_policy` or `batch_size` parameter the runner does not fill judges
+    less than it could (deleted rows or batch sizes left unjudged) on every run."""
+    from harness.checks.registry import load_all
+    from harness.scenario.runner import BATCH_CHECKS, POLICY_CHECKS
+
+    checks = load_all()
+    assert {n for n, spec in checks.items() if "tombstone_policy" in spec.params} == set(POLICY_CHECKS)
+    assert {n for n, spec in checks.items() if "batch_size" in spec.params} == set(BATCH_CHECKS)

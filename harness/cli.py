@@ -574,7 +574,8 @@ def _summary_lines(outcomes: list[tuple[str, RunRecord]]) -> list[str]:
     """
     counts: dict[str, int] = {}
     for _, record in outcomes:
-        counts[record.verdict] = counts.get(record.verdict, 0) + 1
+        label = record.verdict + (" (strict: fail)" if record.strict_problems() else "")
+        counts[label] = counts.get(label, 0) + 1
     tally = ", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items()))
     lines = [f"summary: {len(outcomes)} scenarios: {tally}"]
     for out, record in outcomes:

@@ -108,3 +108,15 @@ def test_suite_summary_names_every_failed_check_and_its_replay() -> None:
     assert "fail  heartbeat-continuity: c2 went 7.0 s without a heartbeat" in text
     assert "unknown  leaks: target does not expose /debug/resources" in text
     assert "replay: harness run scenarios/smoke.yaml --seed 42" in text
+
+
+def test_suite_summary_counts_a_pass_that_strict_fails_apart() -> None:
+    """Under --strict a run whose checks passed or said unknown for want of evidence fails; its
+    tally must not read like a green one."""
+    from harness.cli import _summary_lines
+
+    thin = make_run(scenario_name="thin", checks=[CheckResult("convergence", "unknown", "no replica")])
+    thin.strict = True
+    lines = _summary_lines([("reports/a", thin)])
+    assert lines[0] == f"summary: 1 scenarios: 1 {thin.verdict} (strict: fail)"
+    assert "strict: an unknown check or a skipped step fails the run" in "\n".join(lines)

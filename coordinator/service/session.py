@@ -48,6 +48,7 @@ class Session:
     identity: Identity | None = None  # who the handshake authenticated, with its grants
     joined_at_ms: int = 0
     last_seen_ms: int = 0
+    presence_mark: int = 0  # the database's presence change count its full presence list covers
     # outbound queue
     queue: deque[str] = field(default_factory=deque)
     queued_bytes: int = 0

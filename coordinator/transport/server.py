@@ -65,7 +65,9 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
       with the same parameters (`frames.FRAMES`): a broadcast costs one compression, not one per
       recipient;
     - the ASGI extension `coordinator.send_frames` sends a session's queued messages in one
-      socket write.
+      socket write, and offers `write_now`: a broadcast writes straight to a socket that takes
+      it without waiting (nothing queued, not paused), instead of waking that session's writer
+      task; a paused or busy socket still gets the bounded queue (and SLOW_CLIENT when it is full).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -79,7 +81,20 @@ class _WebSocketProtocol(WebSocketsSansIOProtocol):
         super().handle_connect(event)
         scope = getattr(self, "scope", None)
         if scope is not None:
-            scope.setdefault("extensions", {})[SEND_FRAMES] = {}
+            scope.setdefault("extensions", {})[SEND_FRAMES] = {"write_now": self.write_now}
+
+    def write_now(self, text: str) -> bool:
+        """Write one message at once if the socket takes it without waiting (open, not paused by
+        flow control, frames shareable); False: the caller queues it. Only a session with nothing
+        queued or being written calls this, so messages keep their order."""
+        if not self.writable.is_set() or not self._open():
+            return False
+        if not self._sharing_known:
+            self._sharing, self._sharing_known = sharing_key(self.conn.extensions), True
+        if self._sharing is None:
+            return False
+        self.transport.write(FRAMES.frame(text, self._sharing))
+        return True
 
     async def send(self, message: Any) -> None:
         kind = message["type"]

@@ -35,7 +35,10 @@ async def websocket_endpoint(service: CoordinatorService, scope: Scope, receive:
     await send({"type": "websocket.accept"})
     client = scope.get("client") or ("?", 0)
     session = service.connect(f"{client[0]}:{client[1]}")
-    batched = SEND_FRAMES in (scope.get("extensions") or {})
+    extension = (scope.get("extensions") or {}).get(SEND_FRAMES)
+    batched = extension is not None
+    if extension is not None:
+        session.direct = extension.get("write_now")
     writer = asyncio.create_task(
         _write(service, session, send, batched), name=f"ws-writer-{session.connection_id[:8]}"
     )
@@ -97,11 +100,15 @@ async def _write(service: CoordinatorService, session: Session, send: Send, batc
             frames = await session.next_frames()
             if frames is None:
                 break
-            if batched:
-                await send({"type": SEND_FRAMES, "texts": frames})
-                continue
-            for text in frames:
-                await send({"type": "websocket.send", "text": text})
+            session.writing = True  # no frame may be written directly before these
+            try:
+                if batched:
+                    await send({"type": SEND_FRAMES, "texts": frames})
+                    continue
+                for text in frames:
+                    await send({"type": "websocket.send", "text": text})
+            finally:
+                session.writing = False
         if session.close_code is not None and not session.transport_closed:
             await send(
                 {"type": "websocket.close", "code": session.close_code, "reason": session.close_reason[:120]}

@@ -50,6 +50,8 @@ class Session:
     joined_at_ms: int = 0
     last_seen_ms: int = 0
     presence_mark: int = 0  # the database's presence change count its full presence list covers
+    presence_json: bytes = b""  # its presence entry, encoded (see CoordinatorService._encoded_entry)
+    presence_json_seen: int = -1  # the last_seen_ms that entry was encoded for
     # outbound queue
     queue: deque[str] = field(default_factory=deque)
     queued_bytes: int = 0

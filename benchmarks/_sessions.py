@@ -39,6 +39,7 @@ async def open_sessions(
     wanted: tuple[bytes, ...],
     concurrency: int,
     timeout_s: float,
+    deflate: bool = False,
 ) -> tuple[list[RawWebSocket], list[str]]:
     """Open one session per (databaseId, siteId) and wait for its handshake_ack. `on_message`
     sees every frame after the ack; the ack itself is consumed here. Returns (sessions, errors)."""
@@ -60,7 +61,7 @@ async def open_sessions(
 
             remaining = max(0.1, deadline - loop.time())
             try:
-                ws = await open_websocket(host, port, path, first, wanted, remaining)
+                ws = await open_websocket(host, port, path, first, wanted, remaining, deflate)
             except (OSError, TimeoutError) as exc:
                 errors.append(f"connect: {type(exc).__name__}: {exc}")
                 return

@@ -4,7 +4,9 @@ Why not the `websockets` client: the benchmark clients share a 2-core machine wi
 coordinator, so every microsecond a client spends per frame is taken from the server being
 measured. This client parses frame headers, hands whole text frames to a callback, answers pings
 and closes, and drops large frames it was not asked for (presence lists) without buffering them.
-It does not offer permessage-deflate, so the server sends plain frames.
+With `deflate=True` it offers permessage-deflate as browsers and the `websockets` client do
+(`client_max_window_bits`, context takeover allowed both ways) and inflates compressed frames;
+a compressed frame is always inflated, since its type cannot be read before.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import asyncio
 import base64
 import os
 import time
+import zlib
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 OnMessage = Callable[["RawWebSocket", bytes, int], None]
 
@@ -49,7 +52,21 @@ def encode_frame(opcode: int, payload: bytes) -> bytes:
 class RawWebSocket(asyncio.Protocol):
     """One client connection. `wanted` are payload prefixes to deliver even when large."""
 
-    def __init__(self, host: str, port: int, path: str, on_message: OnMessage, wanted: tuple[bytes, ...]):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        path: str,
+        on_message: OnMessage,
+        wanted: tuple[bytes, ...],
+        deflate: bool = False,
+    ):
+        self.deflate_offered = deflate
+        self.deflate = False  # negotiated
+        self.server_no_context_takeover = False
+        self._inflater: Any = None
+        self._compressed_message = False
+        self.bytes_inflated = 0  # payload bytes after inflating
         self.host = host
         self.port = port
         self.path = path
@@ -64,6 +81,7 @@ class RawWebSocket(asyncio.Protocol):
         self.bytes_skipped = 0
         self.frames_received = 0
         self.last_recv_ns = 0
+        self._bits = 15
         self._buf = bytearray()
         self._upgraded = False
         self._skip = 0
@@ -76,8 +94,11 @@ class RawWebSocket(asyncio.Protocol):
         key = base64.b64encode(os.urandom(16)).decode()
         request = (
             f"GET {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
         )
+        if self.deflate_offered:
+            request += "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+        request += "\r\n"
         self.transport.write(request.encode())
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -98,8 +119,21 @@ class RawWebSocket(asyncio.Protocol):
                 if len(buf) > 65536:
                     self._fail("oversized upgrade response")
                 return
-            status = bytes(buf[:end]).split(b"\r\n", 1)[0]
+            head_lines = bytes(buf[:end]).split(b"\r\n")
+            status = head_lines[0]
             del buf[: end + 4]
+            for line in head_lines[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"sec-websocket-extensions" and b"permessage-deflate" in value:
+                    self.deflate = True
+                    self.server_no_context_takeover = b"server_no_context_takeover" in value
+                    bits = 15
+                    for param in value.split(b";"):
+                        k, _, v = param.strip().partition(b"=")
+                        if k == b"server_max_window_bits" and v:
+                            bits = int(v.strip(b'"'))
+                    self._bits = bits
+                    self._inflater = zlib.decompressobj(-bits)
             if b" 101 " not in status + b" ":
                 self._fail(f"upgrade refused: {status.decode(errors='replace')}")
                 return
@@ -134,7 +168,15 @@ class RawWebSocket(asyncio.Protocol):
             if b1 & 0x80:
                 self._fail("server frame is masked")
                 return
-            if opcode == _OP_TEXT and fin and length >= _SKIP_OVER and len(buf) >= head + _PEEK:
+            if b0 & 0x40 and opcode in (_OP_TEXT, _OP_BINARY):
+                self._compressed_message = True
+            if (
+                opcode == _OP_TEXT
+                and fin
+                and not b0 & 0x40
+                and length >= _SKIP_OVER
+                and len(buf) >= head + _PEEK
+            ):
                 peek = bytes(buf[head : head + _PEEK])
                 if not peek.startswith(self.wanted):
                     self.frames_received += 1
@@ -149,19 +191,33 @@ class RawWebSocket(asyncio.Protocol):
             if self.transport is None or self.transport.is_closing():
                 return
 
+    def _inflate(self, payload: bytes) -> bytes:
+        """One whole compressed message (RFC 7692 7.2.2): a fresh inflater per message when the
+        server keeps no context, else the connection's own."""
+        if self.server_no_context_takeover:
+            self._inflater = zlib.decompressobj(-self._bits)
+        data: bytes = self._inflater.decompress(payload + b"\x00\x00\xff\xff")
+        self.bytes_inflated += len(data)
+        return data
+
+    def _deliver(self, payload: bytes, now: int) -> None:
+        if self._compressed_message:
+            self._compressed_message = False
+            payload = self._inflate(payload)
+        self.frames_received += 1
+        self.on_message(self, payload, now)
+
     def _frame(self, opcode: int, fin: bool, payload: bytes, now: int) -> None:
         if opcode in (_OP_TEXT, _OP_BINARY):
             if not fin:
                 self._fragments = bytearray(payload)
                 return
-            self.frames_received += 1
-            self.on_message(self, payload, now)
+            self._deliver(payload, now)
         elif opcode == _OP_CONT and self._fragments is not None:
             self._fragments += payload
             if fin:
                 whole, self._fragments = bytes(self._fragments), None
-                self.frames_received += 1
-                self.on_message(self, whole, now)
+                self._deliver(whole, now)
         elif opcode == _OP_PING:
             self._write(encode_frame(_OP_PONG, payload))
         elif opcode == _OP_CLOSE:
@@ -195,13 +251,19 @@ class RawWebSocket(asyncio.Protocol):
 
 
 async def open_websocket(
-    host: str, port: int, path: str, on_message: OnMessage, wanted: tuple[bytes, ...], timeout_s: float
+    host: str,
+    port: int,
+    path: str,
+    on_message: OnMessage,
+    wanted: tuple[bytes, ...],
+    timeout_s: float,
+    deflate: bool = False,
 ) -> RawWebSocket:
-    """Connect and complete the HTTP upgrade within `timeout_s`."""
+    """Connect and complete the HTTP upgrade within `timeout_s` (offering deflate if asked)."""
     loop = asyncio.get_running_loop()
 
     def factory() -> RawWebSocket:
-        return RawWebSocket(host, port, path, on_message, wanted)
+        return RawWebSocket(host, port, path, on_message, wanted, deflate)
 
     async def connect() -> RawWebSocket:
         _, protocol = await loop.create_connection(factory, host, port)

@@ -16,6 +16,7 @@ import yaml
 ENV_PREFIX = "COORDINATOR_"
 TOMBSTONE_POLICIES = ("revive", "delete-wins")
 COMPAT_MODES = ("none", "plain-v1")
+WS_COMPRESSION_MODES = ("off", "deflate")
 # What --compat plain-v1 changes among the options the user did not set (a plain Quereus default).
 PLAIN_V1_DEFAULTS: dict[str, object] = {"tombstone_policy": "delete-wins", "idle_store_timeout_ms": 300_000}
 
@@ -40,6 +41,17 @@ class CoordinatorConfig:
     )
     admin_token: str | None = opt(None, "token for /debug/resources and the failpoint routes")
     heartbeat_interval_ms: int = opt(5000, "heartbeat period to every session")
+    presence_interval_ms: int = opt(
+        250,
+        "presence_delta coalescing: at most one per database (so per session) this often, carrying every "
+        "join and leave since the previous one (0: each change at once)",
+    )
+    ws_compression: str = opt(
+        "off",
+        "permessage-deflate: off (never negotiated) or deflate (negotiated when a client offers it, without "
+        "server context takeover, so a broadcast is compressed once and the same bytes go to every recipient)",
+        choices=WS_COMPRESSION_MODES,
+    )
     max_open_stores: int = opt(100, "open stores before least-recently-used idle ones are evicted")
     idle_store_timeout_ms: int = opt(60000, "close a store unused for this long")
     max_message_bytes: int = opt(
@@ -221,6 +233,12 @@ def validate(config: CoordinatorConfig) -> None:
         raise ConfigError(f"rate_limit_per_s must be positive, got {config.rate_limit_per_s}")
     if not 0 <= config.port <= 65535:
         raise ConfigError(f"port must be between 0 and 65535, got {config.port}")
+    if config.presence_interval_ms < 0:
+        raise ConfigError(f"presence_interval_ms must not be negative, got {config.presence_interval_ms}")
+    if config.ws_compression not in WS_COMPRESSION_MODES:
+        raise ConfigError(
+            f"ws_compression must be {' or '.join(WS_COMPRESSION_MODES)}, got {config.ws_compression!r}"
+        )
     if config.drain_timeout_ms < 0:
         raise ConfigError("drain_timeout_ms must not be negative")
     if not config.base_path.startswith("/") or config.base_path.endswith("/"):

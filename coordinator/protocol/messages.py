@@ -92,3 +92,14 @@ def heartbeat(ts: int, seq: int, clients: int, backend: str) -> str:
 
 def presence(database_id: str, sessions: list[dict[str, Any]]) -> str:
     return frame({"type": "presence", "databaseId": database_id, "sessions": sessions})
+
+
+def presence_delta(database_id: str, joined: list[dict[str, Any]], left: list[str]) -> str:
+    """[ext] the joins and leaves since the previous delta (PROTOCOL.md 3.2)."""
+    return frame({"type": "presence_delta", "databaseId": database_id, "joined": joined, "left": left})
+
+
+def presence_encoded(database_id: str, entries: list[bytes]) -> str:
+    """The full `presence` list from entries already encoded as JSON objects."""
+    head = b'{"type":"presence","databaseId":' + orjson.dumps(database_id) + b',"sessions":['
+    return (head + b",".join(entries) + b"]}").decode()

@@ -29,7 +29,7 @@ from coordinator.protocol.changes import ChangeSet, decode_change_sets
 from coordinator.protocol.encoding import decode_hlc, decode_site_id, encode_site_id
 from coordinator.protocol.errors import InvalidPayload, ProtocolError
 from coordinator.service.auth import Authenticator, valid_database_id
-from coordinator.service.databases import DatabaseRegistry, DatabaseState
+from coordinator.service.databases import DatabaseRegistry, DatabaseState, presence_entry
 from coordinator.service.features import Features
 from coordinator.service.session import RateLimiter, Session
 from coordinator.service.snapshots import (
@@ -79,8 +79,8 @@ class Persistence(Protocol):
 class CoordinatorService:
     # The bugs of BUGS.md this class can re-introduce: bug id -> (attribute, its variant).
     BUG_SWAPS: ClassVar[BugSwaps] = {
-        "presence-wrong-timestamps": ("_presence_of", "_presence_of_with_presence_wrong_timestamps"),
-        "presence-stale-leave": ("_leave_database", "_leave_database_with_presence_stale_leave"),
+        "presence-wrong-timestamps": ("_presence_entry", "_presence_entry_with_presence_wrong_timestamps"),
+        "presence-stale-leave": ("_record_leave", "_record_leave_with_presence_stale_leave"),
         "thundering-herd": ("_changes_to_broadcast", "_changes_to_broadcast_with_thundering_herd"),
         "silent-slow-client-drop": ("_drop_slow", "_drop_slow_with_silent_slow_client_drop"),
         "unbounded-send-queue": ("_bounded_queues", "_bounded_queues_with_unbounded_send_queue"),
@@ -201,6 +201,8 @@ class CoordinatorService:
         if self._heartbeat_task is not None:
             self._heartbeat_task.cancel()
             await asyncio.gather(self._heartbeat_task, return_exceptions=True)
+        for state in self.databases.all():
+            state.cancel_presence()
         self._announce_shutdown()
         await self._wait_idle(deadline)
         for session in list(self.sessions.values()):
@@ -308,29 +310,34 @@ class CoordinatorService:
         return self._unregister(session)
 
     def _leave_database(self, session: Session) -> None:
-        """Remove the session from its database, then announce the leave to those who remain."""
-        remaining = self.databases.leave(session)
-        self.metrics.sessions.set(sum(len(s.sessions) for s in self.databases.all()))
-        if remaining is not None:
-            self._announce_presence(remaining)
-
-    def _leave_database_with_presence_stale_leave(self, session: Session) -> None:
-        """BUG presence-stale-leave (BUGS.md): the leave's presence is taken before the session is
-        removed and sent from a timer (100 ms later), so it still lists the departed client, and
-        nothing corrects it until the next join."""
+        """Remove the session from its database, then record the leave for those who remain (a
+        leave is announced only once the session is gone)."""
         state = self.databases.get(session.database_id or "")
-        frame = M.presence(state.database_id, self._presence_of(state)) if state is not None else None
+        entry = self._presence_entry(session) if state is not None else None
         remaining = self.databases.leave(session)
         self.metrics.sessions.set(sum(len(s.sessions) for s in self.databases.all()))
-        if remaining is None or frame is None:
+        if remaining is None:
+            if state is not None:
+                state.cancel_presence()  # nobody left to tell
             return
+        assert entry is not None
+        self._record_leave(remaining, session, entry)
 
-        def announce_later() -> None:
-            for other in list(remaining.sessions.values()):
-                if not other.offer(frame):
-                    self._drop_slow(other)
+    def _record_leave(self, state: DatabaseState, session: Session, entry: dict[str, Any]) -> None:
+        """The session is gone: its leave goes into the next presence_delta."""
+        state.left.append(session.connection_id)
+        state.presence_events += 1
+        self._presence_changed(state)
 
-        asyncio.get_running_loop().call_later(0.1, announce_later)
+    def _record_leave_with_presence_stale_leave(
+        self, state: DatabaseState, session: Session, entry: dict[str, Any]
+    ) -> None:
+        """BUG presence-stale-leave (BUGS.md): the leave is announced from the session's record as
+        it was read before the removal, so the delta that goes out on the timer still lists the
+        departed client (in `joined`) and never names it in `left`; the others keep seeing it."""
+        state.joined.append(entry)
+        state.presence_events += 1
+        self._presence_changed(state)
 
     # dispatch -----------------------------------------------------------------------------
     async def handle_text(self, session: Session, text: str) -> None:
@@ -466,7 +473,7 @@ class CoordinatorService:
         session.offer(
             M.handshake_ack(database_id, encode_site_id(self.server_site_id), session.connection_id)
         )
-        self._announce_presence(state)
+        self._announce_join(state, session)
         self.log.info(
             "session_start",
             sessionId=session.connection_id,
@@ -704,26 +711,69 @@ class CoordinatorService:
         await session.put(M.PONG)
 
     # broadcast side channels ----------------------------------------------------------------
-    def _announce_presence(self, state: DatabaseState) -> None:
+    def _announce_join(self, state: DatabaseState, session: Session) -> None:
+        """The joiner gets the full list right after its handshake_ack; the others learn of it in
+        the next presence_delta (PROTOCOL.md 3.2)."""
         if not self.features.presence:
             return
-        frame = M.presence(state.database_id, self._presence_of(state))
-        for session in list(state.sessions.values()):
+        full = M.presence_encoded(
+            state.database_id, [self._encoded_entry(s) for s in state.sessions.values()]
+        )
+        if not session.offer(full):
+            self._drop_slow(session)
+        state.joined.append(self._presence_entry(session))
+        state.presence_events += 1
+        session.presence_mark = state.presence_events  # its list already holds every change so far
+        self._presence_changed(state)
+
+    def _presence_changed(self, state: DatabaseState) -> None:
+        """Send the pending changes now if the database's last delta is at least an interval old,
+        else once it is (one timer per database, whatever the number of changes)."""
+        if not self.features.presence or state.delta_task is not None:
+            return
+        interval = self.config.presence_interval_ms / 1000.0
+        wait = state.last_delta_at + interval - self.clock.monotonic()
+        if wait <= 0:
+            self._send_presence_delta(state)
+        else:
+            state.delta_task = asyncio.create_task(self._presence_delta_later(state, wait), name="presence")
+
+    async def _presence_delta_later(self, state: DatabaseState, wait: float) -> None:
+        await self.clock.sleep(wait)
+        state.delta_task = None
+        self._send_presence_delta(state)
+
+    def _send_presence_delta(self, state: DatabaseState) -> None:
+        """One frame, encoded once, offered to every session of the database but those whose full
+        list, taken at their join, already holds every change it carries."""
+        joined, left = state.take_presence_changes()
+        latest = state.presence_events
+        recipients = [s for s in state.sessions.values() if s.presence_mark < latest]
+        if not recipients or not (joined or left):
+            return
+        state.last_delta_at = self.clock.monotonic()
+        frame = M.presence_delta(state.database_id, joined, left)
+        for session in recipients:
             if not session.offer(frame):
                 self._drop_slow(session)
 
-    def _presence_of(self, state: DatabaseState) -> list[dict[str, Any]]:
-        """Each session with the time it joined and the time of its last message."""
-        return state.presence()
+    def _encoded_entry(self, session: Session) -> bytes:
+        """A session's entry as JSON, kept until its lastSeen moves: a joiner's full list joins N
+        ready-made entries instead of building and encoding N dicts (N joins cost O(N²) bytes
+        by the protocol, but not O(N²) Python work)."""
+        if session.presence_json_seen != session.last_seen_ms:
+            session.presence_json = orjson.dumps(self._presence_entry(session))
+            session.presence_json_seen = session.last_seen_ms
+        return session.presence_json
 
-    def _presence_of_with_presence_wrong_timestamps(self, state: DatabaseState) -> list[dict[str, Any]]:
-        """BUG presence-wrong-timestamps (BUGS.md): `lastSeen` is the time this list is built, and
+    def _presence_entry(self, session: Session) -> dict[str, Any]:
+        """A session with the time it joined and the time of its last message."""
+        return presence_entry(session)
+
+    def _presence_entry_with_presence_wrong_timestamps(self, session: Session) -> dict[str, Any]:
+        """BUG presence-wrong-timestamps (BUGS.md): `lastSeen` is the time the entry is built, and
         `joinedAt` the time the session's record last changed (its last message), not its join."""
-        now = self.clock.now_ms()
-        return [
-            dict(entry, joinedAt=s.last_seen_ms, lastSeen=now)
-            for entry, s in zip(state.presence(), state.sessions.values(), strict=True)
-        ]
+        return dict(presence_entry(session), joinedAt=session.last_seen_ms, lastSeen=self.clock.now_ms())
 
     def _drop_slow(self, session: Session) -> None:
         if session.closing:

@@ -6,6 +6,7 @@ state or timer outlives its clients.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -18,21 +19,43 @@ class DatabaseState:
     database_id: str
     sessions: dict[str, Session] = field(default_factory=dict)  # by connection id, in join order
     seq: int = 0  # last broadcast sequence number handed out
+    # Presence changes not yet announced (PROTOCOL.md 3.2 presence_delta): joins and leaves in
+    # the order they happened, sent together at most once per presence interval.
+    joined: list[dict[str, Any]] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)
+    presence_events: int = 0  # joins and leaves recorded so far (a session's mark is compared to it)
+    last_delta_at: float = float("-inf")  # monotonic time of the last presence_delta sent
+    delta_task: asyncio.Task[None] | None = None  # the flush waiting for the interval to pass
 
     def next_seq(self) -> int:
         self.seq += 1
         return self.seq
 
     def presence(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "siteId": s.site_id_text,
-                "connectionId": s.connection_id,
-                "joinedAt": s.joined_at_ms,
-                "lastSeen": s.last_seen_ms,
-            }
-            for s in self.sessions.values()
-        ]
+        return [presence_entry(s) for s in self.sessions.values()]
+
+    def take_presence_changes(self) -> tuple[list[dict[str, Any]], list[str]]:
+        """The pending joins and leaves, emptied (one delta carries them all)."""
+        joined, left = self.joined, self.left
+        self.joined, self.left = [], []
+        return joined, left
+
+    def cancel_presence(self) -> None:
+        """Nobody is left to tell: drop what is pending and its timer."""
+        self.joined, self.left = [], []
+        if self.delta_task is not None:
+            self.delta_task.cancel()
+            self.delta_task = None
+
+
+def presence_entry(session: Session) -> dict[str, Any]:
+    """A session as presence lists it: when it joined and when it last sent a message."""
+    return {
+        "siteId": session.site_id_text,
+        "connectionId": session.connection_id,
+        "joinedAt": session.joined_at_ms,
+        "lastSeen": session.last_seen_ms,
+    }
 
 
 class DatabaseRegistry:

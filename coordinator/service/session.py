@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,12 +49,19 @@ class Session:
     identity: Identity | None = None  # who the handshake authenticated, with its grants
     joined_at_ms: int = 0
     last_seen_ms: int = 0
+    presence_mark: int = 0  # the database's presence change count its full presence list covers
+    presence_json: bytes = b""  # its presence entry, encoded (see CoordinatorService._encoded_entry)
+    presence_json_seen: int = -1  # the last_seen_ms that entry was encoded for
     # outbound queue
     queue: deque[str] = field(default_factory=deque)
     queued_bytes: int = 0
     close_code: int | None = None
     close_reason: str = ""
     transport_closed: bool = False
+    # Set by a transport that can write a frame at once without waiting (its socket takes it):
+    # returns False when it cannot (paused, closing), and the frame is queued instead.
+    direct: Callable[[str], bool] | None = None
+    writing: bool = False  # the writer holds frames taken from the queue and not yet written
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     _room: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -78,6 +86,8 @@ class Session:
         """Queue without waiting; False when the queue is full (the caller drops the session)."""
         if self.closing:
             return True  # nothing to deliver to a session that is going away
+        if not self.queue and not self.writing and self.direct is not None and self.direct(frame):
+            return True  # written at once: nothing queued before it, so the order holds
         if self.queue and (
             len(self.queue) >= self.max_messages or self.queued_bytes + len(frame) > self.max_bytes
         ):

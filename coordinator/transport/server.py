@@ -13,15 +13,18 @@ import os
 import signal
 import socket
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.protocol import State
 
 from coordinator.config import CoordinatorConfig
 from coordinator.ops.gc_tuning import GcTuner
 from coordinator.ops.logging import EventLog
 from coordinator.service.coordinator import CoordinatorService
 from coordinator.transport.app import CoordinatorApp
+from coordinator.transport.frames import FRAMES, deflate_factory, sharing_key
 
 HARD_FRAME_LIMIT_SLACK = 64 * 1024
 
@@ -48,11 +51,79 @@ class _DenialIsNotAnError(logging.Filter):
         return "returned without completing handshake" not in record.getMessage()
 
 
+SEND_FRAMES = "coordinator.send_frames"  # our ASGI extension: several text messages in one send
+
+
 class _WebSocketProtocol(WebSocketsSansIOProtocol):
-    """Uvicorn's sansio WebSocket protocol, except that a text frame which is not valid UTF-8
-    reaches the app as bytes: the app answers it like any frame that is not JSON (MESSAGE_ERROR,
-    PROTOCOL.md 3.4) and the session stays. Uvicorn itself would log a traceback at ERROR for
-    this client mistake and close with 1007."""
+    """Uvicorn's sansio WebSocket protocol, with three changes:
+
+    - a text frame which is not valid UTF-8 reaches the app as bytes: the app answers it like
+      any frame that is not JSON (MESSAGE_ERROR, PROTOCOL.md 3.4) and the session stays (uvicorn
+      would log a traceback at ERROR for this client mistake and close with 1007);
+    - permessage-deflate (only with `ws_compression = deflate`) is negotiated without server
+      context takeover, and a text message is framed and compressed once for every connection
+      with the same parameters (`frames.FRAMES`): a broadcast costs one compression, not one per
+      recipient;
+    - the ASGI extension `coordinator.send_frames` sends a session's queued messages in one
+      socket write, and offers `write_now`: a broadcast writes straight to a socket that takes
+      it without waiting (nothing queued, not paused), instead of waking that session's writer
+      task; a paused or busy socket still gets the bounded queue (and SLOW_CLIENT when it is full).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.config.ws_per_message_deflate:
+            self.conn.available_extensions = [deflate_factory()]
+        self._sharing: tuple[int, ...] | None = None  # the frame-sharing key, once negotiated
+        self._sharing_known = False
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope.setdefault("extensions", {})[SEND_FRAMES] = {"write_now": self.write_now}
+
+    def write_now(self, text: str) -> bool:
+        """Write one message at once if the socket takes it without waiting (open, not paused by
+        flow control, frames shareable); False: the caller queues it. Only a session with nothing
+        queued or being written calls this, so messages keep their order."""
+        if not self.writable.is_set() or not self._open():
+            return False
+        if not self._sharing_known:
+            self._sharing, self._sharing_known = sharing_key(self.conn.extensions), True
+        if self._sharing is None:
+            return False
+        self.transport.write(FRAMES.frame(text, self._sharing))
+        return True
+
+    async def send(self, message: Any) -> None:
+        kind = message["type"]
+        if kind == SEND_FRAMES or (kind == "websocket.send" and message.get("text") is not None):
+            if not self.writable.is_set():
+                await self.writable.wait()
+            if self._open():
+                if not self._sharing_known:
+                    self._sharing, self._sharing_known = sharing_key(self.conn.extensions), True
+                key = self._sharing
+                if key is not None:
+                    texts = message["texts"] if kind == SEND_FRAMES else (message["text"],)
+                    self.transport.write(b"".join([FRAMES.frame(text, key) for text in texts]))
+                    return
+            if kind == SEND_FRAMES:  # closing, or frames that cannot be shared: one at a time
+                for text in message["texts"]:
+                    await super().send({"type": "websocket.send", "text": text})
+                return
+        await super().send(message)
+
+    def _open(self) -> bool:
+        return (
+            self.handshake_complete
+            and not self.close_sent
+            and not self.disconnected
+            and self.initial_response is None
+            and self.conn.state is State.OPEN
+            and not self.transport.is_closing()
+        )
 
     def send_receive_event_to_app(self) -> None:
         if self.curr_msg_data_type == "text":
@@ -92,6 +163,7 @@ async def serve(config: CoordinatorConfig, service: CoordinatorService, sock: so
     uv_config = uvicorn.Config(
         app,
         ws=_WebSocketProtocol,
+        ws_per_message_deflate=config.ws_compression == "deflate",
         http="httptools",
         lifespan="off",
         log_level="warning",

@@ -16,6 +16,7 @@ from coordinator.service.session import Session
 Scope = dict[str, Any]
 Receive = Any
 Send = Any
+SEND_FRAMES = "coordinator.send_frames"  # ASGI extension of our uvicorn protocol (transport/server.py)
 
 
 async def websocket_endpoint(service: CoordinatorService, scope: Scope, receive: Receive, send: Send) -> None:
@@ -34,8 +35,12 @@ async def websocket_endpoint(service: CoordinatorService, scope: Scope, receive:
     await send({"type": "websocket.accept"})
     client = scope.get("client") or ("?", 0)
     session = service.connect(f"{client[0]}:{client[1]}")
+    extension = (scope.get("extensions") or {}).get(SEND_FRAMES)
+    batched = extension is not None
+    if extension is not None:
+        session.direct = extension.get("write_now")
     writer = asyncio.create_task(
-        _write(service, session, send), name=f"ws-writer-{session.connection_id[:8]}"
+        _write(service, session, send, batched), name=f"ws-writer-{session.connection_id[:8]}"
     )
     try:
         await _read(service, session, receive, writer)
@@ -86,15 +91,24 @@ async def _read(
                 task.cancel()
 
 
-async def _write(service: CoordinatorService, session: Session, send: Send) -> None:
+async def _write(service: CoordinatorService, session: Session, send: Send, batched: bool) -> None:
+    """Drain the queue: everything queued goes in one send where the server takes a batch (our
+    uvicorn protocol's `coordinator.send_frames`), else one ASGI send per message."""
     log = EventLog()
     try:
         while True:
             frames = await session.next_frames()
             if frames is None:
                 break
-            for text in frames:
-                await send({"type": "websocket.send", "text": text})
+            session.writing = True  # no frame may be written directly before these
+            try:
+                if batched:
+                    await send({"type": SEND_FRAMES, "texts": frames})
+                    continue
+                for text in frames:
+                    await send({"type": "websocket.send", "text": text})
+            finally:
+                session.writing = False
         if session.close_code is not None and not session.transport_closed:
             await send(
                 {"type": "websocket.close", "code": session.close_code, "reason": session.close_reason[:120]}

@@ -25,6 +25,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from harness.client.backoff import Backoff
 from harness.client.http_api import HttpApi, http_base_from_ws
+from harness.client.presence import PresenceView
 from harness.client.recorder import Recorder
 from harness.client.snapshot import SnapshotCut, SnapshotReader
 from harness.history import EventKind, History, OpName
@@ -113,6 +114,7 @@ class SyncClient:
         self.site_id_text = encode_site_id(self.site_id)
         self.clock = HlcClock(self.site_id, wall_ms or (lambda: int(time.time() * 1000)))
         self.replica = Replica()
+        self.presence = PresenceView()  # who is on the database, from `presence` or `presence_delta`
         self.uncertain: set[tuple[str, ...]] = set()  # own writes whose outcome is unknown
         self.handshake_ack: dict[str, Any] | None = None
         self._conn: _Connection | None = None
@@ -166,6 +168,7 @@ class SyncClient:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.config.recv_buffer_bytes)
         conn = _Connection(number, ws)
         self._conn = conn
+        self.presence.clear()
         self.rec.event(EventKind.OPEN, conn=number, url=self.config.ws_url)
         conn.reader = asyncio.create_task(self._receive(conn), name=f"{self.client_id}-recv-{number}")
 
@@ -286,6 +289,8 @@ class SyncClient:
         kind = payload.get("type")
         if kind == "push_changes":
             self._on_push(conn, payload)
+        elif kind in ("presence", "presence_delta"):
+            self.presence.apply(payload)
         elif kind in _ANSWER_TYPES:
             conn.answers.put_nowait(payload)
 

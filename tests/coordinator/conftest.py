@@ -110,7 +110,7 @@ class Ws:
     """A test client: `expect(type)` returns the next message of that type, skipping
     heartbeats and presence unless asked for."""
 
-    SKIP = frozenset({"heartbeat", "presence", "push_changes"})
+    SKIP = frozenset({"heartbeat", "presence", "presence_delta", "push_changes"})
 
     def __init__(self, conn: ClientConnection) -> None:
         self.conn = conn

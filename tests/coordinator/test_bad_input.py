@@ -113,7 +113,7 @@ class RawSocketWs:
             for event in self.proto.events_received():
                 if isinstance(event, Frame) and event.opcode is Opcode.TEXT:
                     message: dict[str, Any] = orjson.loads(event.data)
-                    if message["type"] not in ("presence", "heartbeat"):
+                    if message["type"] not in ("presence", "presence_delta", "heartbeat"):
                         return message
                 elif isinstance(event, Frame) and event.opcode is Opcode.CLOSE:
                     raise AssertionError(f"server closed: {self.proto.close_rcvd}")

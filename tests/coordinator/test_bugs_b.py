@@ -183,22 +183,22 @@ async def test_presence_wrong_timestamps(tmp_path: Path, buggy: bool) -> None:
 
 @pytest.mark.parametrize("buggy", [False, True])
 async def test_presence_stale_leave(tmp_path: Path, buggy: bool) -> None:
-    service, _ = await _service(tmp_path, _bugs(buggy, "presence-stale-leave"))
+    service, clock = await _service(tmp_path, _bugs(buggy, "presence-stale-leave"))
     a, b = await _join(service), await _join(service)
-    _frames(a)
     await service.disconnect(b)
     got: list[dict[str, Any]] = []
 
-    def presence_arrived() -> bool:
-        got.extend(m for m in _frames(a) if m["type"] == "presence")
-        return bool(got)
+    def leave_announced() -> bool:
+        got.extend(m for m in _frames(a) if m["type"] == "presence_delta")
+        return len(got) >= 2  # b's join, then (an interval later) its leave
 
-    await _until(presence_arrived)  # the buggy one comes from a timer: poll for it
-    listed = [s["connectionId"] for s in got[-1]["sessions"]]
+    await _until(leave_announced, clock=clock)  # coalesced: the second delta waits on the timer
+    joined = [e["connectionId"] for m in got for e in m["joined"]]
+    left = [c for m in got for c in m["left"]]
     if buggy:
-        assert b.connection_id in listed
+        assert joined == [b.connection_id, b.connection_id] and left == []
     else:
-        assert listed == [a.connection_id]
+        assert joined == [b.connection_id] and left == [b.connection_id]
     await service.shutdown()
 
 

@@ -97,6 +97,8 @@ async def test_ws_without_extensions(start_coordinator: Any, connect: Any, compa
     later = await _quiet_for(a, 2.5 * HEARTBEAT_MS / 1000)  # more than two heartbeat intervals
     kinds = {m["type"] for m in a.seen + later}
     assert ("heartbeat" in kinds, "presence" in kinds) == (not plain, not plain)
+    assert ("presence_delta" in {m["type"] for m in b.seen}) is False  # b joined last: nothing to learn
+    assert ("presence_delta" in kinds) == (not plain)  # a learns of b's join
 
     # a client's bad input: the request's own base code (plain) or INVALID_PAYLOAD, never fatal
     bad = {"type": "apply_changes", "changes": [dict(write(a.site_id, "t", 2, "x", 1), hlc="not-an-hlc")]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from typing import Any
 
 import websockets
@@ -125,7 +126,7 @@ async def _snapshot(ws: Any) -> list[dict[str, Any]]:
     chunks = []
     while True:
         message = await ws.next()
-        if message["type"] in ("heartbeat", "presence", "push_changes"):
+        if message["type"] in ("heartbeat", "presence", "presence_delta", "push_changes"):
             continue
         if message["type"] == "snapshot_complete":
             return chunks
@@ -224,20 +225,57 @@ async def test_ping_pong(connect: Any) -> None:
     await ws.expect("pong")
 
 
-async def test_presence_join_and_leave(connect: Any) -> None:
+async def test_presence_join_and_leave(connect: Any, coordinator: Any) -> None:
     a = await connect()
     await a.handshake()
     first = await a.expect("presence")
     assert [s["siteId"] for s in first["sessions"]] == [a.site_id]
     b = await connect()
-    await b.handshake()
-    joined = await a.expect("presence")
-    assert {s["siteId"] for s in joined["sessions"]} == {a.site_id, b.site_id}
-    for s in joined["sessions"]:
+    ack = await b.handshake()
+    full = await b.expect("presence")  # the joiner: the full list right after its ack
+    assert [s["siteId"] for s in full["sessions"]] == [a.site_id, b.site_id]
+    for s in full["sessions"]:
         assert s["joinedAt"] <= s["lastSeen"]
+    joined = await a.expect("presence_delta")  # the others: a delta
+    assert [s["siteId"] for s in joined["joined"]] == [b.site_id] and joined["left"] == []
     await b.conn.close()
-    left = await a.expect("presence")
-    assert [s["siteId"] for s in left["sessions"]] == [a.site_id]
+    left = await a.expect("presence_delta")
+    assert left["joined"] == [] and left["left"] == [ack["connectionId"]]
+    async with coordinator.http() as http:  # announced only once b was gone
+        status = (await http.get("/status")).json()
+    assert status["data"]["connectedClients"] == 1
+
+
+async def test_presence_deltas_coalesce_in_order(start_coordinator: Any, connect: Any) -> None:
+    coord = await start_coordinator("--presence-interval-ms", "1000")
+    a, b = await connect(coord), await connect(coord)
+    await a.handshake()
+    await b.handshake()
+    first = await a.expect("presence_delta")  # the first change after a quiet interval: at once
+    arrived = time.monotonic()
+    assert [s["siteId"] for s in first["joined"]] == [b.site_id]
+    c, d = await connect(coord), await connect(coord)
+    c_ack = await c.handshake()
+    d_ack = await d.handshake()
+    await c.conn.close()
+    second = await a.expect("presence_delta")
+    assert time.monotonic() - arrived >= 0.8  # held for the interval (less what b's join took)
+    assert [s["connectionId"] for s in second["joined"]] == [c_ack["connectionId"], d_ack["connectionId"]]
+    assert second["left"] == [c_ack["connectionId"]]
+    # b: its own join was in its list, so only the second delta is news to it
+    assert (await b.expect("presence_delta")) == second
+
+
+async def test_a_joiner_is_not_told_its_own_join(start_coordinator: Any, connect: Any) -> None:
+    coord = await start_coordinator("--presence-interval-ms", "0")
+    a, b = await connect(coord), await connect(coord)
+    await a.handshake()
+    await b.handshake()
+    await b.send({"type": "ping"})
+    b.SKIP = frozenset({"heartbeat"})
+    assert (await b.expect("presence"))["type"] == "presence"
+    await b.expect("pong")  # nothing but its list before the answer: no delta about itself
+    assert [m["type"] for m in b.seen] == ["handshake_ack", "presence", "pong"]
 
 
 async def test_heartbeat_carries_seq_and_clients(connect: Any) -> None:

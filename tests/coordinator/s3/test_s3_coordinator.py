@@ -83,7 +83,7 @@ async def test_outage_is_announced_not_hammered_and_loses_nothing(
     try:
         coord = await start_coordinator(*_s3_args(bucket, proxy.endpoint))
         ws = await connect(coord)
-        ws.SKIP = frozenset({"presence", "push_changes"})
+        ws.SKIP = frozenset({"presence", "presence_delta", "push_changes"})
         await ws.handshake("db1")
         before = await _apply_many(ws, 5)
         await _poll(lambda: len(_batch_changes(moto_server, bucket)) == 5, what="first batches in S3")
@@ -188,7 +188,7 @@ async def test_a_batch_the_outbox_cannot_record_still_reaches_s3_in_a_snapshot(
     cs = write(writer.site_id, "t", 99, "x", marker, 9000)
     await writer.send({"type": "apply_changes", "changes": [cs]})
     assert (await writer.expect("apply_result"))["applied"] == 1
-    reader.SKIP = frozenset({"heartbeat", "presence"})
+    reader.SKIP = frozenset({"heartbeat", "presence", "presence_delta"})
     pushed: list[str] = []
     while cs["changes"][0]["hlc"] not in pushed:
         push = await reader.expect("push_changes")

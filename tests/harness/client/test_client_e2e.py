@@ -136,17 +136,18 @@ async def test_heartbeats_and_presence_arrive_in_the_background(
     await b.connect()
     beat = await a.wait_for_message(lambda p: p.get("type") == "heartbeat", timeout_s=5.0)
     assert beat is not None and beat["backend"] in ("ok", "degraded")
+    # Presence comes as a full list or as deltas (PROTOCOL.md 3.2): judge the client's view of both.
+    mine, theirs = a.handshake_ack["connectionId"], b.handshake_ack["connectionId"]  # type: ignore[index]
     both = await a.wait_for_message(
-        lambda p: p.get("type") == "presence" and len(p.get("sessions") or []) == 2, timeout_s=5.0
+        lambda p: (
+            p.get("type") in ("presence", "presence_delta") and a.presence.connection_ids() == {mine, theirs}
+        ),
+        timeout_s=5.0,
     )
     assert both is not None
     await b.close()
     alone = await a.wait_for_message(
-        lambda p: (
-            p.get("type") == "presence"
-            and [s["connectionId"] for s in p.get("sessions") or []] == [a.handshake_ack["connectionId"]]  # type: ignore[index]
-            and p is not both
-        ),
+        lambda p: p.get("type") in ("presence", "presence_delta") and a.presence.connection_ids() == {mine},
         timeout_s=5.0,
     )
     assert alone is not None

@@ -478,6 +478,9 @@ class BadInput(Behaviour):
     def probes(self) -> list[tuple[str | dict[str, Any], str, str | None]]:
         good = self.client.builder().set("items", [1], "name", "x").build().to_wire()
         short_hlc = dict(good, changes=[dict(good["changes"][0], hlc=encode_b64(b"\x00" * 12))])
+        # A bytes value whose base64 is valid only once its stray characters are dropped: a lenient
+        # decoder stores b"\x00\x00\x00", a strict one (PROTOCOL.md: standard base64) refuses it.
+        stray_bin = dict(good, changes=[dict(good["changes"][0], value={"__bin": "AAAA!!"})])
         return [
             ("{not json", "not_json", None),
             ({"type": "no_such_message"}, "unknown_type", None),
@@ -495,6 +498,11 @@ class BadInput(Behaviour):
             ),
             (
                 {"type": "apply_changes", "changes": [{"siteId": "x"}], "requestId": "bad-3"},
+                "bad_input",
+                "apply_changes",
+            ),
+            (
+                {"type": "apply_changes", "changes": [stray_bin], "requestId": "bad-4"},
                 "bad_input",
                 "apply_changes",
             ),

@@ -120,6 +120,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     probe.add_argument("--allow-remote", action="store_true", help="probe a target that is not on loopback")
 
+    from harness.explore.cli import add_explore_parser, add_fuzz_parser
+
+    add_explore_parser(commands)
+    add_fuzz_parser(commands)
+
     listing = commands.add_parser("list", help="list scenarios, checks and faults")
     listing.add_argument("--dir", type=Path, default=DEFAULT_SUITE_DIR)
     listing.add_argument("--json", action="store_true", help="as JSON")
@@ -217,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
             return _list(args, console)
         if args.command == "verify":
             return _verify(args, console)
+        if args.command in ("explore", "fuzz"):
+            from harness.explore import cli as explore_cli
+
+            run = explore_cli.explore if args.command == "explore" else explore_cli.fuzz
+            return run(args, console.line, console.error)
         if args.command == "probe":
             return asyncio.run(_stoppable(_probe(args, console)))
         files = sorted(args.dir.glob("*.yaml")) if args.command == "suite" else args.files

@@ -11,7 +11,6 @@ Hypothesis and written as a `bad_input` (or `intruder`) scenario, which is then 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import random
 import time
@@ -236,7 +235,9 @@ def scenario_document(finding: FuzzFinding, seed: int, name: str) -> dict[str, A
     """The failing inputs as a normal scenario: a `bad_input` client sending exactly these
     frames (its `probes` parameter), an `intruder` for the tenant inputs, next to a writer."""
     probes = [
-        {"frame": i.frame, "intent": i.intent, "request": i.request} for i in finding.inputs if i.channel == "ws"
+        {"frame": i.frame, "intent": i.intent, "request": i.request}
+        for i in finding.inputs
+        if i.channel == "ws"
     ]
     clients: list[dict[str, Any]] = [
         {"name": "writer", "behaviour": "writer", "params": {"count": 5, "interval_s": 0.1}}
@@ -253,7 +254,7 @@ def scenario_document(finding: FuzzFinding, seed: int, name: str) -> dict[str, A
                 "params": {"foreign_database": "db", "attempts": 1},
             }
         )
-    checks = {"error-specificity": {}, "tenant-isolation": {}, "survival": {}}
+    checks: dict[str, dict[str, Any]] = {"error-specificity": {}, "tenant-isolation": {}, "survival": {}}
     return {
         "name": name,
         "description": "Found by harness fuzz. The shrunk input:\n"
@@ -299,7 +300,9 @@ def run_fuzz(config: FuzzConfig, say: Any) -> int:
         )
         failed = [r.name for r in record.checks if r.status == "fail"]
         if finding.check not in failed:
-            say(f"fuzz: found but not reproducible: the scenario passed {finding.check} (kept at {candidate})")
+            say(
+                f"fuzz: found but not reproducible: the scenario passed {finding.check} (kept at {candidate})"
+            )
             return 0
         final = found_path(config.out_dir, f"fuzz-{finding.check}")
         final.parent.mkdir(parents=True, exist_ok=True)

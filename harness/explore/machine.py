@@ -40,7 +40,7 @@ T = TypeVar("T")
 RUN_TIMEOUT_S = 300.0  # one program's run, environment start and stop included
 
 
-class BudgetExhausted(BaseException):  # noqa: N818 - a signal to stop, not an error
+class BudgetExhausted(BaseException):
     """Raised past the budget: a BaseException, so Hypothesis neither catches nor shrinks it."""
 
 
@@ -251,4 +251,5 @@ def _rule(spec: RuleSpec) -> Any:
 
     body.__name__ = spec.name
     check = spec.precondition
-    return precondition(lambda self: check(self.state))(rule(**spec.args)(body))
+    decorate: Any = rule(**spec.args)  # type: ignore[call-overload]  # kwargs built at run time
+    return precondition(lambda self: check(self.state))(decorate(body))

@@ -59,18 +59,24 @@ DEFAULT_CHECKS: tuple[str, ...] = (
 )
 
 
+OBJECT_STORE_COUNTERS = (
+    r"objectStore\.(recorded|uploaded|s3_requests|s3_http_attempts|snapshots_deleted|"
+    r"retention_failures|breaker_transitions|breaker_rejections)"
+)
+
+
 def check_bounds(checks: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     """The checks with the bounds an exploration needs: with S3 on, /debug/resources also holds
-    cumulative S3 request counters (`s3_requests.*`, `s3_http_attempts`), which count requests
-    made, not live things, so leaked-resources ignores them on top of its default list (without
-    this, every program that touched S3 at all "leaked")."""
+    cumulative object-store counters (requests made, batches recorded and uploaded, breaker
+    transitions), which count events, not live things, so leaked-resources ignores them on top
+    of its default list (without this, every program that wrote with S3 on "leaked")."""
     from harness.checks.registry import CHECKS, load_all
 
     load_all()
     out: dict[str, dict[str, Any]] = {name: {} for name in checks}
     if "leaked-resources" in out:
         default = CHECKS["leaked-resources"].defaults()["ignore"]
-        out["leaked-resources"]["ignore"] = f"{default}|s3_requests|s3_http_attempts"
+        out["leaked-resources"]["ignore"] = f"{default}|{OBJECT_STORE_COUNTERS}"
     return out
 
 

@@ -264,7 +264,9 @@ RULES: tuple[RuleSpec, ...] = (
         failpoint_on,
         lambda s: len(s.active("failpoint")) < 2,
     ),
-    RuleSpec("failpoints", "failpoint_off", {"data": DATA}, failpoint_off, lambda s: bool(s.active("failpoint"))),
+    RuleSpec(
+        "failpoints", "failpoint_off", {"data": DATA}, failpoint_off, lambda s: bool(s.active("failpoint"))
+    ),
     RuleSpec("input", "bad_input", {}, bad_input),
     RuleSpec("input", "intruder", {}, intruder),
 )

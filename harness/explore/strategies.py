@@ -42,7 +42,9 @@ def _b64(data: bytes) -> str:
 # values that are not a valid HLC (standard base64 of exactly 30 bytes)
 NOT_BASE64 = st.text(alphabet="%!*$# ~", min_size=1, max_size=12)
 WRONG_LENGTH = st.binary(min_size=0, max_size=64).filter(lambda b: len(b) != HLC_BYTES).map(_b64)
-NOT_A_STRING = st.one_of(st.integers(), st.booleans(), st.lists(st.integers(), max_size=3), st.just({}))
+NOT_A_STRING: st.SearchStrategy[Any] = st.one_of(
+    st.integers(), st.booleans(), st.lists(st.integers(), max_size=3), st.just({})
+)
 BAD_HLC = st.one_of(NOT_BASE64, WRONG_LENGTH, NOT_A_STRING)
 # values that are not a valid siteId (22 characters of base64url)
 BAD_SITE = st.one_of(
@@ -50,8 +52,12 @@ BAD_SITE = st.one_of(
     st.text(alphabet="%!*$# ~+/=", min_size=22, max_size=22),
     NOT_A_STRING,
 )
-NOT_A_LIST = st.one_of(st.text(max_size=10), st.integers(), st.booleans(), st.just({}))
-NOT_AN_OBJECT = st.one_of(st.text(max_size=10), st.integers(), st.lists(st.integers(), max_size=3))
+NOT_A_LIST: st.SearchStrategy[Any] = st.one_of(
+    st.text(max_size=10), st.integers(), st.booleans(), st.just({})
+)
+NOT_AN_OBJECT: st.SearchStrategy[Any] = st.one_of(
+    st.text(max_size=10), st.integers(), st.lists(st.integers(), max_size=3)
+)
 
 
 def _good_site() -> str:
@@ -130,7 +136,9 @@ UNKNOWN_TYPE = st.builds(
     st.text(min_size=1, max_size=20).filter(lambda t: t not in KNOWN_TYPES),
 )
 GET_CHANGES = st.builds(
-    lambda h, rid: HostileInput("ws", {"type": "get_changes", "sinceHLC": h, **rid}, "bad_input", "get_changes"),
+    lambda h, rid: HostileInput(
+        "ws", {"type": "get_changes", "sinceHLC": h, **rid}, "bad_input", "get_changes"
+    ),
     BAD_HLC,
     st.sampled_from([{}, {"requestId": "fz"}]),
 )

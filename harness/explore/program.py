@@ -20,6 +20,11 @@ import yaml
 
 TICK_S = 0.5  # program time per rule: spaces steps so each one's effect can show
 TAIL_S = 2.0  # after the last step, before the clients must have ended
+# After an S3 or process fault, time for the target to recover (the outbox drains, the breaker
+# closes, clients reconnect) before the quiet state is judged: a program whose fault simply
+# lasts to the end is not a failure of the target.
+RECOVERY_S = 5.0
+RECOVERY_KINDS = ("s3_", "kill", "terminate", "pause", "restart", "disk_loss")
 MIN_LEAVE_S = 0.2  # a client leaves at the earliest this long after it joined
 
 # The bundled coordinator every exploration runs: short timers (so heartbeat gaps, idle closes
@@ -136,8 +141,17 @@ class Program:
     def describe(self) -> list[str]:
         return [step.describe() for step in self.steps]
 
+    def open_faults(self) -> list[str]:
+        """Faults still on at the program's end (no `for:`, no later clear)."""
+        cleared = {s.name for s in self.steps if s.kind == "clear"}
+        return [s.name for s in self.steps if s.kind == "fault" and s.for_s is None and s.name not in cleared]
+
     def duration_s(self) -> float:
-        return round(max(self.clock_s, TICK_S) + TAIL_S, 3)
+        recovery = any(
+            s.kind == "fault" and str((s.fault or {}).get("kind", "")).startswith(RECOVERY_KINDS)
+            for s in self.steps
+        )
+        return round(max(self.clock_s, TICK_S) + TAIL_S + (RECOVERY_S if recovery else 0.0), 3)
 
     def to_document(
         self,
@@ -174,6 +188,8 @@ class Program:
                 timeline.append(entry)
             elif step.kind == "clear":
                 timeline.append({"id": f"clear-{step.name}", "at": step.at_s, "clear": step.name})
+        for name in self.open_faults():  # every fault ends with the program, before the tail
+            timeline.append({"id": f"clear-{name}", "at": self.clock_s, "clear": name})
         doc: dict[str, Any] = {
             "name": name,
             "description": description or "Found by harness explore.",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.explore.program import TICK_S, Program, found_path, write_scenario
+from harness.explore.program import RECOVERY_S, TAIL_S, TICK_S, Program, found_path, write_scenario
 from harness.explore.rules import GROUPS, ExploreState, connect_writer, pause, resume, rules_of, toxic_on
 from harness.scenario.loader import load_scenario
 
@@ -35,9 +35,10 @@ def test_a_program_loads_as_a_scenario_with_its_times(tmp_path: Path) -> None:
     assert writer.params["duration_s"] == 4 * TICK_S  # left at the fifth step's time
     steps = [(s.when.at_s, s.fault["kind"] if s.fault else s.clear) for s in scenario.timeline]
     toxic, paused = state.program.steps[1].name, state.program.steps[2].name
-    assert steps == [(TICK_S, "latency"), (2 * TICK_S, "pause"), (3 * TICK_S, paused)]
+    # the toxic nobody cleared ends with the program, before the tail (and the recovery time)
+    assert steps == [(TICK_S, "latency"), (2 * TICK_S, "pause"), (3 * TICK_S, paused), (5 * TICK_S, toxic)]
     assert scenario.timeline[0].id == toxic
-    assert scenario.duration_s == state.program.duration_s() > 5 * TICK_S
+    assert scenario.duration_s == state.program.duration_s() == 5 * TICK_S + TAIL_S + RECOVERY_S
     assert "leaked-resources" in scenario.checks and scenario.checks["leaked-resources"]["ignore"]
     assert path.read_text().startswith("# the shrunk program\n")
 

@@ -24,6 +24,7 @@ TAIL_S = 2.0  # after the last step, before the clients must have ended
 # closes, clients reconnect) before the quiet state is judged: a program whose fault simply
 # lasts to the end is not a failure of the target.
 RECOVERY_S = 5.0
+MIN_FAULT_S = 3.0  # a fault left on at the end still lasts this long (an outage must be seen)
 RECOVERY_KINDS = ("s3_", "kill", "terminate", "pause", "restart", "disk_loss")
 MIN_LEAVE_S = 0.2  # a client leaves at the earliest this long after it joined
 
@@ -141,17 +142,25 @@ class Program:
     def describe(self) -> list[str]:
         return [step.describe() for step in self.steps]
 
-    def open_faults(self) -> list[str]:
-        """Faults still on at the program's end (no `for:`, no later clear)."""
+    def open_faults(self) -> list[tuple[str, float]]:
+        """Faults still on at the program's end (no `for:`, no later clear), with when they end:
+        at the program's end, but not before they lasted MIN_FAULT_S."""
         cleared = {s.name for s in self.steps if s.kind == "clear"}
-        return [s.name for s in self.steps if s.kind == "fault" and s.for_s is None and s.name not in cleared]
+        return [
+            (s.name, round(max(self.clock_s, s.at_s + MIN_FAULT_S), 3))
+            for s in self.steps
+            if s.kind == "fault" and s.for_s is None and s.name not in cleared
+        ]
+
+    def end_s(self) -> float:
+        return max([self.clock_s, TICK_S, *(at for _, at in self.open_faults())])
 
     def duration_s(self) -> float:
         recovery = any(
             s.kind == "fault" and str((s.fault or {}).get("kind", "")).startswith(RECOVERY_KINDS)
             for s in self.steps
         )
-        return round(max(self.clock_s, TICK_S) + TAIL_S + (RECOVERY_S if recovery else 0.0), 3)
+        return round(self.end_s() + TAIL_S + (RECOVERY_S if recovery else 0.0), 3)
 
     def to_document(
         self,
@@ -188,8 +197,8 @@ class Program:
                 timeline.append(entry)
             elif step.kind == "clear":
                 timeline.append({"id": f"clear-{step.name}", "at": step.at_s, "clear": step.name})
-        for name in self.open_faults():  # every fault ends with the program, before the tail
-            timeline.append({"id": f"clear-{name}", "at": self.clock_s, "clear": name})
+        for name, at in self.open_faults():  # every fault ends with the program, before the tail
+            timeline.append({"id": f"clear-{name}", "at": at, "clear": name})
         doc: dict[str, Any] = {
             "name": name,
             "description": description or "Found by harness explore.",

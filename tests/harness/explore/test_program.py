@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from harness.explore.program import RECOVERY_S, TAIL_S, TICK_S, Program, found_path, write_scenario
+from harness.explore.program import (
+    MIN_FAULT_S,
+    RECOVERY_S,
+    TAIL_S,
+    TICK_S,
+    Program,
+    found_path,
+    write_scenario,
+)
 from harness.explore.rules import GROUPS, ExploreState, connect_writer, pause, resume, rules_of, toxic_on
 from harness.scenario.loader import load_scenario
 
@@ -36,9 +44,10 @@ def test_a_program_loads_as_a_scenario_with_its_times(tmp_path: Path) -> None:
     steps = [(s.when.at_s, s.fault["kind"] if s.fault else s.clear) for s in scenario.timeline]
     toxic, paused = state.program.steps[1].name, state.program.steps[2].name
     # the toxic nobody cleared ends with the program, before the tail (and the recovery time)
-    assert steps == [(TICK_S, "latency"), (2 * TICK_S, "pause"), (3 * TICK_S, paused), (5 * TICK_S, toxic)]
+    end = max(5 * TICK_S, TICK_S + MIN_FAULT_S)  # and not before it lasted MIN_FAULT_S
+    assert steps == [(TICK_S, "latency"), (2 * TICK_S, "pause"), (3 * TICK_S, paused), (end, toxic)]
     assert scenario.timeline[0].id == toxic
-    assert scenario.duration_s == state.program.duration_s() == 5 * TICK_S + TAIL_S + RECOVERY_S
+    assert scenario.duration_s == state.program.duration_s() == end + TAIL_S + RECOVERY_S
     assert "leaked-resources" in scenario.checks and scenario.checks["leaked-resources"]["ignore"]
     assert path.read_text().startswith("# the shrunk program\n")
 

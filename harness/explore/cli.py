@@ -6,9 +6,11 @@ that did not replay is reported as "found but not reproducible", never as a find
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from harness.explore.program import found_path
@@ -75,7 +77,35 @@ def _bad_input(args: argparse.Namespace, error: Callable[[str], None]) -> bool:
     return False
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived. Not SystemExit: Hypothesis counts SystemExit as a test failure."""
+
+
+@contextlib.contextmanager
+def terminable() -> Iterator[None]:
+    """SIGTERM (a CI timeout, `kill`) stops a search as Ctrl-C does: Terminated unwinds through
+    the run in progress, whose environment stops what it started, then the exit code is 143."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def explore(args: argparse.Namespace, say: Callable[[str], None], error: Callable[[str], None]) -> int:
+    try:
+        with terminable():
+            return _explore(args, say, error)
+    except Terminated:
+        error("harness: terminated; everything it started has been stopped")
+        return 143
+
+
+def _explore(args: argparse.Namespace, say: Callable[[str], None], error: Callable[[str], None]) -> int:
     from harness.explore.machine import ExploreConfig, Explorer
 
     if _bad_input(args, error):
@@ -155,6 +185,15 @@ def explore(args: argparse.Namespace, say: Callable[[str], None], error: Callabl
 
 
 def fuzz(args: argparse.Namespace, say: Callable[[str], None], error: Callable[[str], None]) -> int:
+    try:
+        with terminable():
+            return _fuzz(args, say, error)
+    except Terminated:
+        error("harness: terminated; everything it started has been stopped")
+        return 143
+
+
+def _fuzz(args: argparse.Namespace, say: Callable[[str], None], error: Callable[[str], None]) -> int:
     from harness.explore.fuzz import FuzzConfig, run_fuzz
 
     if _bad_input(args, error):

@@ -111,7 +111,7 @@ class Fuzzer:
     async def _one(self, inputs: list[HostileInput]) -> History:
         history = History()
         client = self._client(history, FUZZ_TOKEN, "fuzz.db", ("fuzz.db",))
-        intruder = self._client(history, INTRUDER_TOKEN, "fuzz.other", ("fuzz.other",))
+        intruder: SyncClient | None = None  # made only for tenant inputs: a client costs a pool
         recoverable = (Exception,)
         try:
             await client.connect()
@@ -125,10 +125,14 @@ class Fuzzer:
                     with contextlib.suppress(*recoverable):
                         await client.ping()
                 else:
+                    if intruder is None:
+                        intruder = self._client(history, INTRUDER_TOKEN, "fuzz.other", ("fuzz.other",))
                     with contextlib.suppress(*recoverable):
                         await _intrude(intruder, str(item.frame), "fuzz.db")
         finally:
             for c in (client, intruder):
+                if c is None:
+                    continue
                 with contextlib.suppress(Exception):
                     await c.close()
                 with contextlib.suppress(Exception):

@@ -17,6 +17,7 @@ finding: anything else is "found but not reproducible".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -60,7 +61,17 @@ class LoopThread:
             future.cancel()  # Ctrl-C or a timeout: the run's environment stops what it started
             raise
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 60.0) -> None:
+        """Let every task still in the loop finish first (a run cancelled by Ctrl-C or SIGTERM
+        is still stopping its environment: processes, proxies, temp dirs), then stop the loop."""
+
+        async def drain() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            if tasks:
+                await asyncio.wait(tasks, timeout=timeout_s)
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(drain(), self.loop).result(timeout_s + 5.0)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10.0)
         if not self.thread.is_alive():

@@ -24,6 +24,10 @@ TAIL_S = 2.0  # after the last step, before the clients must have ended
 # closes, clients reconnect) before the quiet state is judged: a program whose fault simply
 # lasts to the end is not a failure of the target.
 RECOVERY_S = 5.0
+# After an S3 outage the coordinator retries each database with exponential backoff up to 10 s
+# and its breaker stays open 5 s (docs/s3.md): the outbox needs that long to drain.
+S3_RECOVERY_S = 12.0
+S3_FAILING_KINDS = ("s3_outage", "s3_error", "s3_slowdown", "s3_drop")
 MIN_FAULT_S = 3.0  # a fault left on at the end still lasts this long (an outage must be seen)
 RECOVERY_KINDS = ("s3_", "kill", "terminate", "pause", "restart", "disk_loss")
 MIN_LEAVE_S = 0.2  # a client leaves at the earliest this long after it joined
@@ -156,11 +160,13 @@ class Program:
         return max([self.clock_s, TICK_S, *(at for _, at in self.open_faults())])
 
     def duration_s(self) -> float:
-        recovery = any(
-            s.kind == "fault" and str((s.fault or {}).get("kind", "")).startswith(RECOVERY_KINDS)
-            for s in self.steps
-        )
-        return round(self.end_s() + TAIL_S + (RECOVERY_S if recovery else 0.0), 3)
+        kinds = [str((s.fault or {}).get("kind", "")) for s in self.steps if s.kind == "fault"]
+        recovery = 0.0
+        if any(k.startswith(RECOVERY_KINDS) for k in kinds):
+            recovery = RECOVERY_S
+        if any(k in S3_FAILING_KINDS for k in kinds):
+            recovery = S3_RECOVERY_S
+        return round(self.end_s() + TAIL_S + recovery, 3)
 
     def to_document(
         self,

@@ -73,3 +73,35 @@ def test_fuzz_without_a_bug_finds_nothing(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "nothing found" in result.stdout
+
+
+async def test_sigterm_stops_an_exploration_and_everything_it_started(tmp_path: Path) -> None:
+    """A CI timeout sends SIGTERM in the middle of an example: the run in progress stops its
+    servers before the harness exits 143, as `harness run` does."""
+    import asyncio
+    import signal
+
+    from harness.env.resources import processes_in_groups
+    from tests.harness.scenario.test_cli_e2e import _children_of
+
+    runner = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "harness.cli", "explore", "--rules", "clients", "--budget", "120",
+        "--report-dir", str(tmp_path), "--out", str(tmp_path / "found"),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    children: list[int] = []
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 120.0
+        while len(children) < 2:  # toxiproxy, moto, the coordinator: the first example is running
+            assert loop.time() < deadline and runner.returncode is None, "no example started"
+            await asyncio.sleep(0.2)  # polling the process table, with a deadline
+            children = _children_of(runner.pid)
+        runner.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(runner.communicate(), 90.0)
+    finally:
+        if runner.returncode is None:
+            runner.kill()
+            await runner.wait()
+    assert runner.returncode == 143, err.decode()
+    assert processes_in_groups(set(children)) == []

@@ -203,8 +203,8 @@ class Program:
                 timeline.append(entry)
             elif step.kind == "clear":
                 timeline.append({"id": f"clear-{step.name}", "at": step.at_s, "clear": step.name})
-        for name, at in self.open_faults():  # every fault ends with the program, before the tail
-            timeline.append({"id": f"clear-{name}", "at": at, "clear": name})
+        for fault, at in self.open_faults():  # every fault ends with the program, before the tail
+            timeline.append({"id": f"clear-{fault}", "at": at, "clear": fault})
         doc: dict[str, Any] = {
             "name": name,
             "description": description or "Found by harness explore.",

@@ -37,7 +37,7 @@ def test_a_program_loads_as_a_scenario_with_its_times(tmp_path: Path) -> None:
     doc = state.program.to_document("found", 9, catches=("convergence",))
     path = write_scenario(tmp_path / "found.yaml", doc, header=["the shrunk program"])
     scenario = load_scenario(path)
-    assert scenario.seed == 9 and scenario.catches == ("convergence",)
+    assert scenario.name == "found" and scenario.seed == 9 and scenario.catches == ("convergence",)
     (writer,) = scenario.clients
     assert writer.behaviour == "writer" and writer.via == "own_proxy" and writer.start_at_s == 0.0
     assert writer.params["duration_s"] == 4 * TICK_S  # left at the fifth step's time

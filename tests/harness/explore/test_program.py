@@ -76,3 +76,18 @@ def test_the_same_program_has_the_same_key() -> None:
     other = _program()
     pause(other)
     assert other.program.key() != _program().program.key()
+
+
+def test_an_outage_lasts_and_never_meets_a_pause() -> None:
+    from harness.explore.rules import MIN_OUTAGE_S, RULES, page_changes, s3_outage_on
+
+    allowed = {rule.name: rule.precondition for rule in RULES}
+    state = ExploreState()
+    s3_outage_on(state, mode="close")
+    assert not allowed["s3_off"](state) and not allowed["pause"](state)
+    while state.program.clock_s - state.started[state.active("s3")[0]] < MIN_OUTAGE_S:
+        page_changes(state)
+    assert allowed["s3_off"](state)
+    paused = ExploreState()
+    pause(paused)
+    assert not allowed["s3_outage_on"](paused) and allowed["resume"](paused)

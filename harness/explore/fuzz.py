@@ -261,8 +261,8 @@ def scenario_document(finding: FuzzFinding, seed: int, name: str) -> dict[str, A
     checks: dict[str, dict[str, Any]] = {"error-specificity": {}, "tenant-isolation": {}, "survival": {}}
     return {
         "name": name,
-        "description": "Found by harness fuzz. The shrunk input:\n"
-        + "\n".join(i.describe() for i in finding.inputs),
+        "description": "Found by harness fuzz. The shrunk input: "
+        + "; ".join(i.describe() for i in finding.inputs),
         "seed": seed,
         "duration_s": 4,
         "settle_s": 2,

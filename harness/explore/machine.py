@@ -135,7 +135,7 @@ class Explorer:
             self.config.seed,
             self.config.checks,
             catches,
-            description="Found by harness explore. The shrunk program:\n" + "\n".join(program.describe()),
+            description="Found by harness explore. The shrunk program: " + "; ".join(program.describe()),
             target=self.config.target_doc,
         )
 

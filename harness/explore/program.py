@@ -24,6 +24,7 @@ TAIL_S = 2.0  # after the last step, before the clients must have ended
 # closes, clients reconnect) before the quiet state is judged: a program whose fault simply
 # lasts to the end is not a failure of the target.
 RECOVERY_S = 5.0
+SETTLE_S = 3.0  # the quiet time of every program, as the bundled suite's
 # After an S3 outage the coordinator retries each database with exponential backoff up to 10 s
 # and its breaker stays open 5 s (docs/s3.md): the outbox needs that long to drain.
 S3_RECOVERY_S = 12.0
@@ -160,13 +161,18 @@ class Program:
         return max([self.clock_s, TICK_S, *(at for _, at in self.open_faults())])
 
     def duration_s(self) -> float:
+        return round(self.end_s() + TAIL_S, 3)
+
+    def settle_s(self) -> float:
+        """The quiet time before the final observations: the runner ends a run once its clients
+        are done and its timeline has fired, so recovery time goes here, not in the duration."""
         kinds = [str((s.fault or {}).get("kind", "")) for s in self.steps if s.kind == "fault"]
         recovery = 0.0
         if any(k.startswith(RECOVERY_KINDS) for k in kinds):
             recovery = RECOVERY_S
         if any(k in S3_FAILING_KINDS for k in kinds):
             recovery = S3_RECOVERY_S
-        return round(self.end_s() + TAIL_S + recovery, 3)
+        return SETTLE_S + recovery
 
     def to_document(
         self,
@@ -210,7 +216,7 @@ class Program:
             "description": description or "Found by harness explore.",
             "seed": seed,
             "duration_s": duration,
-            "settle_s": 3,
+            "settle_s": self.settle_s(),
             "target": copy.deepcopy(target if target is not None else EXPLORE_TARGET),
             "clients": clients
             or [{"name": "idle", "behaviour": "reader", "params": {"polls": 1, "interval_s": 0.1}}],

@@ -10,6 +10,7 @@ import pytest
 from harness.explore.program import (
     MIN_FAULT_S,
     RECOVERY_S,
+    SETTLE_S,
     TAIL_S,
     TICK_S,
     Program,
@@ -47,7 +48,8 @@ def test_a_program_loads_as_a_scenario_with_its_times(tmp_path: Path) -> None:
     end = max(5 * TICK_S, TICK_S + MIN_FAULT_S)  # and not before it lasted MIN_FAULT_S
     assert steps == [(TICK_S, "latency"), (2 * TICK_S, "pause"), (3 * TICK_S, paused), (end, toxic)]
     assert scenario.timeline[0].id == toxic
-    assert scenario.duration_s == state.program.duration_s() == end + TAIL_S + RECOVERY_S
+    assert scenario.duration_s == state.program.duration_s() == end + TAIL_S
+    assert scenario.settle_s == SETTLE_S + RECOVERY_S  # a pause: time to recover before judging
     assert "leaked-resources" in scenario.checks and scenario.checks["leaked-resources"]["ignore"]
     assert path.read_text().startswith("# the shrunk program\n")
 

@@ -135,6 +135,10 @@ def _parser() -> argparse.ArgumentParser:
     from harness.load.cli import add_parser as add_load_parser
 
     add_load_parser(commands)
+    from harness.explore.cli import add_explore_parser, add_fuzz_parser
+
+    add_explore_parser(commands)
+    add_fuzz_parser(commands)
 
     listing = commands.add_parser("list", help="list scenarios, checks and faults")
     listing.add_argument("--dir", type=Path, default=DEFAULT_SUITE_DIR)
@@ -266,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
             from harness.load.cli import run as run_load_command
 
             return run_load_command(args, console)
+        if args.command in ("explore", "fuzz"):
+            from harness.explore import cli as explore_cli
+
+            run = explore_cli.explore if args.command == "explore" else explore_cli.fuzz
+            return run(args, console.line, console.error)
         if args.command == "probe":
             return asyncio.run(_stoppable(_probe(args, console)))
         files = sorted(args.dir.glob("*.yaml")) if args.command == "suite" else args.files

@@ -474,8 +474,13 @@ class BadInput(Behaviour):
     rounds: int = 1
     interval_s: float = 0.05
     final_catch_up: bool = False
+    # Exactly these frames instead of the built-in list ({frame, intent, request} each): how a
+    # frame found by `harness fuzz` is replayed from a scenario file.
+    probes: tuple[dict[str, Any], ...] = ()
 
-    def probes(self) -> list[tuple[str | dict[str, Any], str, str | None]]:
+    def probe_list(self) -> list[tuple[str | dict[str, Any], str, str | None]]:
+        if self.probes:
+            return [(p["frame"], str(p.get("intent", "bad_input")), p.get("request")) for p in self.probes]
         good = self.client.builder().set("items", [1], "name", "x").build().to_wire()
         short_hlc = dict(good, changes=[dict(good["changes"][0], hlc=encode_b64(b"\x00" * 12))])
         # A bytes value whose base64 is valid only once its stray characters are dropped: a lenient
@@ -511,8 +516,9 @@ class BadInput(Behaviour):
     async def body(self) -> None:
         await self.client.connect_with_retry()
         for _ in range(self.rounds):
-            probes = self.probes()
-            self.rng.shuffle(probes)
+            probes = self.probe_list()
+            if not self.probes:  # found frames replay in their order: orders of messages matter
+                self.rng.shuffle(probes)
             for frame, intent, request in probes:
                 await self.ensure_connected()
                 with contextlib.suppress(*_RECOVERABLE):

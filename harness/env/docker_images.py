@@ -3,7 +3,7 @@
 No registry is reachable from the machines this runs on, so nothing is pulled: the base image is
 a Debian rootfs made by `debootstrap --variant=minbase --include=python3 bookworm` from Debian's
 mirror and `docker import`ed (about 3 minutes once); the reference coordinator's image is built
-FROM it with docker/coordinator/Dockerfile, its wheels (pinned by constraints.txt, for the base's
+FROM it with dockerfiles/coordinator/Dockerfile, its wheels (pinned by constraints.txt, for the base's
 CPython 3.11) downloaded on the host and installed offline, and a copy of coordinator/. Both are
 saved as `docker save` tarballs in ~/.cache/sync-chaos-harness/images, so a fresh engine (CI
 starts one per run) only needs `docker load`. The coordinator's tag carries a digest of what
@@ -29,7 +29,7 @@ from typing import Any
 
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sync-chaos-harness" / "images"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DOCKERFILE = REPO_ROOT / "docker" / "coordinator" / "Dockerfile"
+DOCKERFILE = REPO_ROOT / "dockerfiles" / "coordinator" / "Dockerfile"
 CONSTRAINTS = REPO_ROOT / "constraints.txt"
 COORDINATOR_SOURCES = REPO_ROOT / "coordinator"
 BASE_REPOSITORY = "sync-chaos-harness/base"
@@ -190,7 +190,7 @@ def _download_wheels(dest: Path) -> None:
 
 
 def build_coordinator(client: Any, image: str) -> None:
-    """docker build docker/coordinator/Dockerfile in a small context of its own (not the repo)."""
+    """docker build dockerfiles/coordinator/Dockerfile in a small context of its own (not the repo)."""
     with tempfile.TemporaryDirectory(prefix="sync-harness-image-") as scratch:
         context = Path(scratch)
         shutil.copy(DOCKERFILE, context / "Dockerfile")

@@ -1,0 +1,223 @@
+"""Container targets: the reference coordinator's image run through the docker SDK gets the same
+process faults as a process, and a docker-network partition from moto (real engine, real
+Toxiproxy, real moto; nothing mocked). Skipped, with the reason, when no engine is reachable or
+the images cannot be built; never passed without one."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from harness.env.container_target import (
+    LABEL_PID,
+    LABEL_RUN,
+    ContainerSpec,
+    ContainerTarget,
+    ContainerTargetError,
+    labelled,
+    sweep_dead_runs,
+)
+from harness.env.environment import CONTAINER, Environment, EnvironmentConfig
+from harness.faults.registry import create_fault
+from harness.seed import Seeds
+from tests.harness.env.sync_wire import open_session, post_change
+
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("harness_no_leftovers")]
+
+SERVE = (
+    "serve", "--host", "{host}", "--port", "{port}", "--data-dir", "{data_dir}",
+    "--heartbeat-interval-ms", "300", "--drain-timeout-ms", "2000",
+)  # fmt: skip
+S3_ENV = {
+    "COORDINATOR_S3_BUCKET": "{s3_bucket}",
+    "COORDINATOR_S3_ENDPOINT": "{s3_endpoint}",
+    "COORDINATOR_S3_REGION": "{s3_region}",
+}
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[tuple[Any, str]]:
+    """The engine and the coordinator image (built or loaded once), or a skip saying why."""
+    from harness.env.docker_images import ImageError, docker_client, ensure
+
+    try:
+        client = docker_client()
+    except ImageError as exc:
+        pytest.skip(f"container tests need a docker engine: {exc}")
+    try:
+        images = ensure(client)
+    except ImageError as exc:
+        pytest.skip(f"container tests need the images and they cannot be built here: {exc}")
+    yield client, images["coordinator"]
+    client.close()
+
+
+def iptables_rules() -> str | None:
+    """Every table's chains, policies and rules without counters (None: no iptables-save here)."""
+    if shutil.which("iptables-save") is None:
+        return None
+    out = subprocess.run(["iptables-save"], capture_output=True, text=True, check=False).stdout
+    return "\n".join(line.split(" [", 1)[0] for line in out.splitlines() if not line.startswith("#"))
+
+
+@pytest.fixture
+def host_untouched(engine: tuple[Any, str]) -> Iterator[None]:
+    """After the test: no labelled container or network of any run, iptables as before."""
+    client, _ = engine
+    before = iptables_rules()
+    yield
+    assert labelled(client) == []
+    assert iptables_rules() == before, "the harness left iptables changed"
+
+
+def spec(image: str, **overrides: Any) -> ContainerSpec:
+    fields: dict[str, Any] = {"image": image, "command": SERVE, "s3_env": S3_ENV}
+    fields.update(overrides)
+    return ContainerSpec(**fields)
+
+
+@pytest.fixture
+async def env(engine: tuple[Any, str], host_untouched: None) -> AsyncIterator[Environment]:
+    _, image = engine
+    config = EnvironmentConfig(target=CONTAINER, container=spec(image), with_s3=True)
+    async with Environment(config, seeds=Seeds(5)) as environment:
+        yield environment
+
+
+async def ready(env: Environment) -> bool:
+    response = await env.get_direct("/ready")
+    return response.status_code == 200
+
+
+async def test_starts_on_loopback_with_init_and_labels(env: Environment, engine: tuple[Any, str]) -> None:
+    client, _ = engine
+    target = env.coordinator
+    assert isinstance(target, ContainerTarget)
+    assert await ready(env)
+    container = client.containers.get(target.name("server"))
+    assert container.attrs["HostConfig"]["Init"] is True
+    bindings = container.attrs["HostConfig"]["PortBindings"]["3000/tcp"]
+    assert bindings == [{"HostIp": "127.0.0.1", "HostPort": str(target.port)}]
+    assert container.labels[LABEL_RUN] == target.run_id
+    written = await post_change(env.client_urls().http, "db1", "through-toxiproxy")
+    assert written["ok"] is True
+
+
+async def test_kill_then_start_again_keeps_port_and_data(env: Environment) -> None:
+    target = env.coordinator
+    assert isinstance(target, ContainerTarget)
+    await post_change(env.direct_url, "db1", "before-kill")
+    port = target.port
+    async with create_fault({"kind": "kill"}, env):
+        assert not target.process.running
+        assert target.process.last_returncode == -9
+    assert target.port == port and await ready(env)
+    kinds = [e.kind for e in target.events]
+    assert kinds == ["start", "sigkill", "exit", "start"]
+    assert all(e.by_harness for e in target.events)
+    assert list(target.data_dir.iterdir()), "the data dir survives the kill"
+
+
+async def test_pause_freezes_the_container_and_unpause_resumes(env: Environment) -> None:
+    target = env.coordinator
+    assert isinstance(target, ContainerTarget)
+    async with create_fault({"kind": "pause"}, env):
+        with pytest.raises(Exception):  # noqa: B017 - frozen: any HTTP failure will do
+            await env.get_direct("/ready", timeout_s=1.0)
+    assert await ready(env)
+
+
+async def test_terminate_is_a_graceful_exit(env: Environment) -> None:
+    target = env.coordinator
+    assert isinstance(target, ContainerTarget)
+    async with create_fault({"kind": "terminate", "timeout_ms": 15000}, env):
+        assert target.process.last_returncode == 0, "SIGTERM through tini ends in a clean exit"
+        assert "shutdown_complete" in (target.run_dir / "server.stderr.log").read_text()
+    assert await ready(env)
+
+
+async def test_partition_from_moto_is_announced_and_healed(env: Environment) -> None:
+    ws = await open_session(env.client_urls().ws)
+    seen: list[dict[str, Any]] = []
+
+    async def until(code: str, deadline_s: float) -> None:
+        deadline = time.monotonic() + deadline_s
+        while not any(m.get("code") == code for m in seen):
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"no {code} within {deadline_s}s; saw {[m.get('code') for m in seen]}"
+            try:
+                message = json.loads(await asyncio.wait_for(ws.recv(), remaining))
+            except TimeoutError:
+                continue
+            if message["type"] == "notice":
+                seen.append(message)
+
+    try:
+        await post_change(env.direct_url, "db1", "before")
+        fault = create_fault({"kind": "network_disconnect", "target": "s3"}, env)
+        await fault.apply()
+        try:
+            for i in range(3):  # writes give the server something to upload
+                await post_change(env.direct_url, "db1", f"during-{i}")
+            await until("BACKEND_UNAVAILABLE", 30.0)
+            served = await post_change(env.client_urls().http, "db1", "still-served")
+            assert served["ok"] is True, "clients still reach it: the partition is S3's only"
+        finally:
+            await fault.clear()
+        await until("BACKEND_RECOVERED", 45.0)
+    finally:
+        await ws.close()
+    window = env.history.faults[-1]
+    assert (window.kind, window.target, window.family) == ("network_disconnect", "s3", "network")
+
+
+async def test_restart_on_the_same_container(env: Environment) -> None:
+    target = env.coordinator
+    assert isinstance(target, ContainerTarget)
+    container_id = target.container.id
+    async with create_fault({"kind": "restart"}, env):
+        pass
+    assert target.container.id == container_id and await ready(env)
+    assert [e.kind for e in target.events][-4:] == ["restart", "sigterm", "exit", "start"]
+
+
+def test_a_dead_runs_leftovers_are_swept_and_a_live_runs_kept(
+    engine: tuple[Any, str], host_untouched: None
+) -> None:
+    client, _ = engine
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that no longer exists: a crashed harness
+    dead = client.networks.create("sch-test-dead", labels={LABEL_RUN: "test-dead", LABEL_PID: str(gone.pid)})
+    live = client.networks.create(
+        "sch-test-live", labels={LABEL_RUN: "test-live", LABEL_PID: str(os.getpid())}
+    )
+    try:
+        removed = sweep_dead_runs(client)
+        assert removed == ["network sch-test-dead"]
+        assert labelled(client, "test-live") == ["network sch-test-live"]
+    finally:
+        live.remove()
+        for network in client.networks.list(filters={"label": f"{LABEL_RUN}=test-dead"}):
+            network.remove()
+    assert dead.name == "sch-test-dead"
+
+
+async def test_a_server_that_never_gets_ready_is_removed_and_named(
+    engine: tuple[Any, str], host_untouched: None, tmp_path: Any
+) -> None:
+    _, image = engine
+    bad = spec(
+        image, command=("serve", "--port", "{port}", "--no-such-flag"), s3_env={}, ready_timeout_s=20.0
+    )
+    target = ContainerTarget(bad, tmp_path / "run", tmp_path / "data")
+    with pytest.raises(ContainerTargetError, match=r"exited with code 2"):
+        async with target:
+            pass

@@ -221,3 +221,52 @@ async def test_a_server_that_never_gets_ready_is_removed_and_named(
     with pytest.raises(ContainerTargetError, match=r"exited with code 2"):
         async with target:
             pass
+
+
+REFERENCE_RUN = [
+    "run", "scenarios/process-faults.yaml", "--report-dir", "{reports}",
+    "--target-profile", "scenarios/profiles/reference-command.yaml",
+    "--target-image", "reference", "--target-ready", "/sync/ready",
+    "--target-s3-env", "COORDINATOR_S3_BUCKET={s3_bucket}",
+    "--target-s3-env", "COORDINATOR_S3_ENDPOINT={s3_endpoint}",
+    "--target-image-args", "serve --config {options_file} --host {host} --port {port} --data-dir {data_dir}",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_mid_run_leaves_nothing_labelled(
+    engine: tuple[Any, str], host_untouched: None, tmp_path: Any, signal_name: str
+) -> None:
+    """A run interrupted once its container serves: exit 130/143, every labelled object gone."""
+    import signal
+    import sys
+    from pathlib import Path
+
+    client, _ = engine
+    root = Path(__file__).resolve().parents[3]
+    argv = [a.replace("{reports}", str(tmp_path)) for a in REFERENCE_RUN]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", *argv],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60.0
+        while not any(c.status == "running" and c.name.endswith("-server") for c in _containers(client)):
+            assert proc.poll() is None, f"the run ended early: {proc.communicate()[0][-2000:]}"
+            assert time.monotonic() < deadline, "no running server container within 60 s"
+            time.sleep(0.1)  # polling the engine for the container to appear (a deadline above)
+        proc.send_signal(getattr(signal, signal_name))
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == (130 if signal_name == "SIGINT" else 143), output[-2000:]
+    assert labelled(client) == []
+
+
+def _containers(client: Any) -> list[Any]:
+    return list(client.containers.list(all=True, filters={"label": LABEL_RUN}))

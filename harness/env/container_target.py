@@ -11,12 +11,13 @@ data dir a bind mount of the run's data dir, as the host's uid:gid so the harnes
 
 Networks, per run: "front" (a bridge; the published port lives on it) and, when S3 is used,
 "back" (internal: no way out). moto stays on the host behind the S3 fault layer and Toxiproxy
-as for every target; the server reaches it as `http://s3:9000`, a small relay container (the
-base image's python3) on both networks that forwards to the Toxiproxy S3 proxy, which listens
-on the front bridge's gateway address. Host networking would have been simpler but leaves
-nothing to disconnect: with the relay, `network_disconnect` of the server from "back" is a real
-partition from the object store (the name no longer resolves, the address is not routed) while
-its clients still reach it, and `network_connect` heals it.
+as for every target; the server reaches it at `http://<relay address on back>:9000`, a small
+relay container (the base image's python3) on both networks that forwards to the Toxiproxy S3
+proxy, which listens on the front bridge's gateway address. Host networking would have been
+simpler but leaves nothing to disconnect: with the relay, `network_disconnect` of the server
+from "back" is a real partition from the object store (the address is no longer routed; by
+address, not by name, so it is not hidden behind the host resolvers' timeouts) while its
+clients still reach it, and clearing it connects the server again.
 
 Everything created is labelled `sync-chaos-harness.run=<run id>` (and the harness's pid):
 stop() removes it, an atexit hook removes it after a crash of the event loop, and every start
@@ -387,6 +388,7 @@ class ContainerTarget(Lifecycle):
         self.gateway: str | None = None
         self.closing = False
         self.partitioned: set[str] = set()
+        self.relay_address: str | None = None  # the relay's address on "back"
         self._process = ContainerProcess(self)
         self._log_threads: list[threading.Thread] = []
 
@@ -431,7 +433,7 @@ class ContainerTarget(Lifecycle):
         }
         if self.s3 is not None:
             out |= {
-                "s3_endpoint": f"http://{RELAY_ALIAS}:{RELAY_PORT}",
+                "s3_endpoint": f"http://{self.relay_address or RELAY_ALIAS}:{RELAY_PORT}",
                 "s3_bucket": self.s3.bucket,
                 "s3_region": self.s3.region,
                 "s3_prefix": self.s3.prefix,
@@ -500,6 +502,8 @@ class ContainerTarget(Lifecycle):
         }
         for host, inside in self.spec.volumes.items():
             volumes[fill(host, values)] = {"bind": fill(inside, values), "mode": "rw"}
+        if self.s3 is not None:
+            await self._start_relay()  # first: the server's environment names its address
         try:
             self.container = await asyncio.to_thread(
                 client.containers.create,
@@ -520,7 +524,6 @@ class ContainerTarget(Lifecycle):
                 f"cannot create a container of image {self.spec.image}: {exc}"
             ) from exc
         if self.s3 is not None:
-            await self._start_relay()
             await asyncio.to_thread(self.networks[BACK].connect, self.container)
 
     async def _start_relay(self) -> None:
@@ -550,6 +553,10 @@ class ContainerTarget(Lifecycle):
         )
         await asyncio.to_thread(back.connect, self.relay, aliases=[RELAY_ALIAS])
         await asyncio.to_thread(self.relay.start)
+        await asyncio.to_thread(self.relay.reload)
+        # by address, not by name: off the network the address is not routed (connect times out
+        # fast), where a name would go to the host's resolvers and fail only after their timeouts
+        self.relay_address = str(self.relay.attrs["NetworkSettings"]["Networks"][back.name]["IPAddress"])
         deadline = time.monotonic() + 30.0
         while b"relay ready" not in await asyncio.to_thread(self.relay.logs):
             await asyncio.to_thread(self.relay.reload)

@@ -36,6 +36,7 @@ BASE_REPOSITORY = "sync-chaos-harness/base"
 BASE_TAG = "bookworm-python3"
 BASE_IMAGE = f"{BASE_REPOSITORY}:{BASE_TAG}"
 COORDINATOR_REPOSITORY = "sync-chaos-harness/coordinator"
+REFERENCE = "reference"  # what a scenario or --target-image says for the reference coordinator's image
 DEBIAN_MIRROR = os.environ.get("SYNC_HARNESS_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 # what the reference coordinator imports at run time (its transports, storage and config)
 COORDINATOR_REQUIREMENTS = (

@@ -18,7 +18,9 @@ Clients use the URLs through Toxiproxy (`client_urls()`); checks read /status, /
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import importlib.metadata
 import platform
 from collections.abc import Awaitable, Callable
@@ -240,8 +242,13 @@ class Environment(Lifecycle):
                 f"the scenario asks for S3 but the image {spec.image} is given no object store: name "
                 "{s3_endpoint} and {s3_bucket} in its command or env, or set s3_env"
             )
-        from harness.env.docker_images import BASE_IMAGE
+        from harness.env.docker_images import BASE_IMAGE, REFERENCE, ImageError, ensure
 
+        if spec.image == REFERENCE:  # the reference coordinator's image, built or loaded here
+            try:
+                spec = dataclasses.replace(spec, image=(await asyncio.to_thread(ensure))["coordinator"])
+            except ImageError as exc:
+                raise EnvironmentSetupError(f"image {REFERENCE!r}: {exc}") from exc
         stack = self._stack
         self.data_dir = resources.make_temp_dir("data")
         stack.callback(resources.remove_temp_dir, self.data_dir)

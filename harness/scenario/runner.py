@@ -138,6 +138,8 @@ def target_kind(scenario: Scenario, options: RunOptions) -> str:
         return CONTAINER
     if scenario.target.bundled:
         return BUNDLED
+    if scenario.target.container is not None:
+        return CONTAINER
     return COMMAND if scenario.target.command is not None else "url"
 
 
@@ -200,6 +202,8 @@ def _environment_config(
     url = options.target_url or target.url
     command = options.target_command or target.command
     container = options.target_container if options.target_command is None else None
+    if container is None and options.target_command is None:
+        container = target.container
     if options.target_url is None and container is not None:
         server_options = _server_options(target.coordinator_options, namespace)
         if server_options and "{options_file}" not in " ".join(

@@ -56,6 +56,11 @@ def engine() -> Iterator[tuple[Any, str]]:
         images = ensure(client)
     except ImageError as exc:
         pytest.skip(f"container tests need the images and they cannot be built here: {exc}")
+    # dockerd adds its global FORWARD jumps with the first network it makes: do that once here,
+    # so the iptables comparisons below see only what the harness's runs change
+    client.networks.create(
+        "sch-iptables-prime", labels={LABEL_RUN: "prime", LABEL_PID: str(os.getpid())}
+    ).remove()
     yield client, images["coordinator"]
     client.close()
 
@@ -85,9 +90,11 @@ def spec(image: str, **overrides: Any) -> ContainerSpec:
 
 
 @pytest.fixture
-async def env(engine: tuple[Any, str], host_untouched: None) -> AsyncIterator[Environment]:
+async def env(engine: tuple[Any, str], host_untouched: None, tmp_path: Any) -> AsyncIterator[Environment]:
     _, image = engine
-    config = EnvironmentConfig(target=CONTAINER, container=spec(image), with_s3=True)
+    config = EnvironmentConfig(
+        target=CONTAINER, container=spec(image), with_s3=True, run_dir=tmp_path / "run"
+    )
     async with Environment(config, seeds=Seeds(5)) as environment:
         yield environment
 
@@ -152,7 +159,11 @@ async def test_partition_from_moto_is_announced_and_healed(env: Environment) -> 
         deadline = time.monotonic() + deadline_s
         while not any(m.get("code") == code for m in seen):
             remaining = deadline - time.monotonic()
-            assert remaining > 0, f"no {code} within {deadline_s}s; saw {[m.get('code') for m in seen]}"
+            if remaining <= 0:
+                log = (env.run_dir / "server.stderr.log").read_text()[-3000:]
+                raise AssertionError(
+                    f"no {code} within {deadline_s}s; saw {[m.get('code') for m in seen]}\n{log}"
+                )
             try:
                 message = json.loads(await asyncio.wait_for(ws.recv(), remaining))
             except TimeoutError:

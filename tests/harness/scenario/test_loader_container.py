@@ -68,3 +68,12 @@ def test_mistakes_are_reported_at_their_line(tmp_path: Path, target: str, line: 
         load_scenario(path)
     assert message in str(caught.value)
     assert f"s.yaml:{line}:" in str(caught.value)
+
+
+def test_the_container_scenarios_load() -> None:
+    paths = sorted(Path("scenarios/containers").glob("*.yaml"))
+    assert paths
+    for path in paths:
+        scenario = load_scenario(path)
+        assert scenario.target.container is not None, path
+        assert target_kind(scenario, RunOptions()) == CONTAINER

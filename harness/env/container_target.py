@@ -474,7 +474,12 @@ class ContainerTarget(Lifecycle):
         """Connect to the engine, sweep dead runs' leftovers, create the run's networks; the
         front bridge's gateway address (where the host's S3 proxy must listen for the relay)."""
         if self.client is None:
-            self.client = await asyncio.to_thread(_docker)
+            from harness.env.docker_images import ImageError
+
+            try:
+                self.client = await asyncio.to_thread(_docker)
+            except ImageError as exc:
+                raise ContainerTargetError(f"container target {self.spec.image}: {exc}") from exc
             _live_runs.add(self.run_id)
             await asyncio.to_thread(sweep_dead_runs, self.client)
         if FRONT not in self.networks:

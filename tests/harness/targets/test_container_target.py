@@ -347,3 +347,13 @@ def _marked_processes(marker: str) -> list[str]:
         if state != "Z" and marker.encode() in environ:
             found.append(f"{entry.name}: {(entry / 'cmdline').read_bytes()[:120]!r}")
     return found
+
+
+async def test_without_an_engine_the_run_stops_with_one_clear_error(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    target = ContainerTarget(ContainerSpec(image="any"), tmp_path / "run", tmp_path / "data")
+    with pytest.raises(ContainerTargetError, match="container target any: no docker engine is reachable"):
+        async with target:
+            pass

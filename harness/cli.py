@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness import __version__
 from harness.env.command_target import CommandTargetError
+from harness.env.container_target import ContainerTargetError
 
 if TYPE_CHECKING:
     from harness.env.command_target import CommandSpec
+    from harness.env.container_target import ContainerSpec
     from harness.report.record import RunRecord
 
 T = TypeVar("T")
@@ -165,6 +167,26 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         "{s3_prefix}",
     )
     p.add_argument(
+        "--target-image",
+        metavar="IMAGE",
+        help="run this server image as a container (docker SDK) instead of the bundled coordinator; "
+        "`reference`: the reference coordinator's image, built locally (harness.env.docker_images). "
+        "--target-ready, --target-env and --target-s3-env apply to it",
+    )
+    p.add_argument(
+        "--target-image-args",
+        metavar="ARGS",
+        help="the --target-image container's command (split like a shell, replaces the image's CMD; "
+        "placeholders as for --target-command, as the container sees them)",
+    )
+    p.add_argument(
+        "--target-image-port",
+        type=int,
+        default=3000,
+        metavar="PORT",
+        help="the --target-image server's port inside the container (published on 127.0.0.1; default 3000)",
+    )
+    p.add_argument(
         "--target-ready",
         default="tcp",
         metavar="tcp|PATH",
@@ -285,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             console.error(f"harness: no scenario files in {args.dir}")
             return 2
         return asyncio.run(_stoppable(_run_files(files, args, console, suite=args.command == "suite")))
-    except CommandTargetError as exc:  # the server command did not start: its own words, no traceback
+    except (CommandTargetError, ContainerTargetError) as exc:  # the server did not start: its own words
         console.error(f"harness: {exc}")
         return INTERNAL_ERROR
     except KeyboardInterrupt:
@@ -334,6 +356,7 @@ async def _run_files(files: list[Path], args: argparse.Namespace, console: Conso
             setattr(args, option, os.environ[name])
     try:
         target_command = _target_command(args)
+        target_container = _target_container(args)
     except ValueError as exc:
         console.error(f"harness: {exc}")
         return 2
@@ -365,11 +388,12 @@ async def _run_files(files: list[Path], args: argparse.Namespace, console: Conso
             bugs=list(args.bug),
             target_profile=args.target_profile,
             target_command=target_command,
+            target_container=target_container,
             namespace=args.namespace,
             database_prefix=args.database_prefix,
             full_payloads=args.full_payloads,
         )
-        if args.keep_logs or target_command is not None:  # a command target's output is evidence
+        if args.keep_logs or target_command is not None or target_container is not None:  # evidence
             options.run_dir = args.report_dir / "logs" / scenario.name
             options.run_dir.mkdir(parents=True, exist_ok=True)
         with console.status(f"{scenario.name}: running ({scenario.duration_s:g} s of load and faults)"):
@@ -408,6 +432,8 @@ def _target_command(args: argparse.Namespace) -> CommandSpec | None:
     from harness.env.command_target import PLACEHOLDERS, CommandSpec, unknown_placeholders
 
     if args.target_command is None:
+        if args.target_image:
+            return None
         if args.target_env or args.target_s3_env or args.target_ready != "tcp":
             raise ValueError("--target-ready, --target-env and --target-s3-env go with --target-command")
         return None
@@ -429,6 +455,49 @@ def _target_command(args: argparse.Namespace) -> CommandSpec | None:
     if ready[0] == "http" and not ready[1].startswith("/"):
         raise ValueError(f"--target-ready {args.target_ready!r}: `tcp` or a path starting with '/'")
     return CommandSpec(argv=tuple(argv), env=env, s3_env=s3_env, ready=ready)
+
+
+def _target_container(args: argparse.Namespace) -> ContainerSpec | None:
+    """The --target-image container with its args, readiness and environment; `reference`
+    is built or loaded here, before any run starts. ValueError names the mistake."""
+    from harness.env.command_target import PLACEHOLDERS, unknown_placeholders
+    from harness.env.container_target import ContainerSpec
+
+    if not args.target_image:
+        if args.target_image_args:
+            raise ValueError("--target-image-args goes with --target-image")
+        return None
+    if args.target or args.target_command:
+        raise ValueError("give one of --target, --target-command and --target-image")
+    image = args.target_image
+    if image == "reference":
+        from harness.env.docker_images import ImageError, ensure
+
+        try:
+            image = ensure()["coordinator"]
+        except ImageError as exc:
+            raise ValueError(f"--target-image reference: {exc}") from None
+    try:
+        command = shlex.split(args.target_image_args) if args.target_image_args else None
+    except ValueError as exc:
+        raise ValueError(f"--target-image-args: {exc}") from None
+    env = _assignments("--target-env", args.target_env)
+    s3_env = _assignments("--target-s3-env", args.target_s3_env)
+    bad = unknown_placeholders([*(command or []), *env.values(), *s3_env.values()])
+    if bad:
+        known = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+        raise ValueError(f"--target-image-args: unknown placeholder {{{bad[0]}}}; known: {known}")
+    ready = ("tcp", "") if args.target_ready == "tcp" else ("http", args.target_ready)
+    if ready[0] == "http" and not ready[1].startswith("/"):
+        raise ValueError(f"--target-ready {args.target_ready!r}: `tcp` or a path starting with '/'")
+    return ContainerSpec(
+        image=image,
+        command=tuple(command) if command is not None else None,
+        env=env,
+        s3_env=s3_env,
+        ready=ready,
+        port=args.target_image_port,
+    )
 
 
 def _assignments(option: str, items: list[str]) -> dict[str, str]:
@@ -512,7 +581,9 @@ def _shaping_options(args: argparse.Namespace) -> dict[str, Any]:
         "target": args.target,
         "target_profile": str(args.target_profile) if args.target_profile else None,
         "target_command": args.target_command,
-        "target_ready": args.target_ready if args.target_command else None,
+        "target_ready": args.target_ready if (args.target_command or args.target_image) else None,
+        "target_image": args.target_image,
+        "target_image_args": args.target_image_args,
         "target_env": sorted(i.partition("=")[0] for i in args.target_env),
         "target_s3_env": sorted(i.partition("=")[0] for i in args.target_s3_env),
         "namespace": args.namespace,
@@ -535,8 +606,8 @@ async def _preflight(scenarios: list[Any], args: argparse.Namespace, token: str 
     await asyncio.to_thread(check_bugs, list(args.bug))
     for scenario in scenarios:
         check_fault_targets(scenario)
-    if args.target_command:
-        return  # the command's server is started by the run itself; its readiness is the check
+    if args.target_command or args.target_image:
+        return  # the server is started by the run itself; its readiness is the check
     urls = {args.target} if args.target else {s.target.url for s in scenarios if s.target.url}
     for url in sorted(urls):
         await check_target(url, token, args.allow_remote)
@@ -556,6 +627,18 @@ def _rerun(path: str, seed: int, record: RunRecord, args: argparse.Namespace) ->
         words += ["--target-profile", str(args.target_profile)]
     if args.target_command:
         words += ["--target-command", args.target_command]
+        if args.target_ready != "tcp":
+            words += ["--target-ready", args.target_ready]
+        for item in args.target_env:
+            words += ["--target-env", item]
+        for item in args.target_s3_env:
+            words += ["--target-s3-env", item]
+    if args.target_image:
+        words += ["--target-image", args.target_image]
+        if args.target_image_args:
+            words += ["--target-image-args", args.target_image_args]
+        if args.target_image_port != 3000:
+            words += ["--target-image-port", str(args.target_image_port)]
         if args.target_ready != "tcp":
             words += ["--target-ready", args.target_ready]
         for item in args.target_env:

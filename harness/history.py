@@ -106,6 +106,7 @@ FAULT_FAMILIES: dict[str, str] = {
     "slicer": "network",
     "limit_data": "network",
     "proxy_down": "network",
+    "network_disconnect": "network",  # a container's partition from its object store
     "s3_outage": "s3",
     "s3_error": "s3",
     "s3_slowdown": "s3",

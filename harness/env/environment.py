@@ -6,7 +6,10 @@ coordinator -> S3 ("s3", which forwards to the fault layer), and per-client prox
 ("client-<id>") on demand. Command target: the same, with any server started from a command
 line (harness/env/command_target.py) in place of the coordinator, so process, S3 and network
 faults reach it alike; moto runs when the scenario asks for S3 (the command then gets its
-`s3_env`) or when the command cannot run without it (it names an S3 placeholder). External target (a URL, e.g. staging): only the client proxy;
+`s3_env`) or when the command cannot run without it (it names an S3 placeholder). Container
+target: the same with a server image run by the docker SDK (harness/env/container_target.py);
+its S3 proxy listens on the run's bridge gateway for the container's relay, and
+`network_disconnect` partitions it from the object store. External target (a URL, e.g. staging): only the client proxy;
 there is no process control and no S3 of ours, and `unsupported_faults()` says so as data.
 
 Clients use the URLs through Toxiproxy (`client_urls()`); checks read /status, /metrics and
@@ -15,7 +18,9 @@ Clients use the URLs through Toxiproxy (`client_urls()`); checks read /status, /
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import importlib.metadata
 import platform
 from collections.abc import Awaitable, Callable
@@ -28,6 +33,7 @@ import httpx
 
 from harness.env import resources
 from harness.env.command_target import CommandSpec, CommandTarget
+from harness.env.container_target import ContainerSpec, ContainerTarget
 from harness.env.coordinator_process import CoordinatorOptions, CoordinatorProcess, S3Settings
 from harness.env.moto_server import MotoServer
 from harness.env.ports import LOCALHOST
@@ -39,10 +45,12 @@ from harness.seed import Seeds
 
 BUNDLED = "bundled"
 COMMAND = "command"
+CONTAINER = "container"
 CLIENT_PROXY = "client"
 S3_PROXY = "s3"
 
 PROCESS_FAULTS = ("kill", "pause", "terminate", "restart", "disk_loss")
+CONTAINER_FAULTS = ("network_disconnect",)
 S3_FAULTS = ("s3_outage", "s3_error", "s3_slowdown", "s3_latency", "s3_drop")
 
 
@@ -73,6 +81,7 @@ class EnvironmentConfig:
     s3_region: str = "us-east-1"
     command: CommandSpec | None = None  # target "command": the server's command line and readiness
     command_options: dict[str, Any] = field(default_factory=dict)  # written to its {options_file}
+    container: ContainerSpec | None = None  # target "container": the server's image and settings
     admin_token: str | None = None  # external and command targets; bundled uses coordinator.admin_token
     client_proxies: list[str] = field(default_factory=list)  # per-client proxies made at start
     run_dir: Path | None = None  # logs; kept when given, else a temp dir removed at teardown
@@ -80,7 +89,7 @@ class EnvironmentConfig:
     @property
     def external(self) -> bool:
         """A server the harness does not start (no process faults, no S3 of ours)."""
-        return self.target not in (BUNDLED, COMMAND)
+        return self.target not in (BUNDLED, COMMAND, CONTAINER)
 
 
 @dataclass(frozen=True)
@@ -113,7 +122,7 @@ class Environment(Lifecycle):
         self.moto: MotoServer | None = None
         self.s3_layer: S3FaultLayer | None = None
         # the server the harness started: the bundled coordinator or a command target
-        self.coordinator: CoordinatorProcess | CommandTarget | None = None
+        self.coordinator: CoordinatorProcess | CommandTarget | ContainerTarget | None = None
         self.proxies: dict[str, Proxy] = {}
         self.run_dir = Path()
         self.data_dir: Path | None = None
@@ -143,13 +152,16 @@ class Environment(Lifecycle):
             await self._start_external()
         elif self.config.target == COMMAND:
             await self._start_command()
+        elif self.config.target == CONTAINER:
+            await self._start_container()
         else:
             await self._start_bundled()
         for client_id in self.config.client_proxies:
             await self.client_proxy(client_id)
 
-    async def _start_s3(self) -> S3Settings:
-        """moto behind the S3 fault layer behind the "s3" proxy: the endpoint a server is given."""
+    async def _start_s3(self, listen_host: str = LOCALHOST) -> S3Settings:
+        """moto behind the S3 fault layer behind the "s3" proxy: the endpoint a server is given
+        (a container's relay reaches the proxy on its bridge's gateway, `listen_host`)."""
         stack = self._stack
         self.moto = await stack.enter_async_context(MotoServer(self.run_dir))
         await self.moto.create_bucket(self.config.s3_bucket)
@@ -158,7 +170,9 @@ class Environment(Lifecycle):
                 LOCALHOST, self.moto.port, rng=self.seeds.stream("s3-faults"), clock=self.history.now
             )
         )
-        s3_proxy = await self._create_proxy(S3_PROXY, f"{LOCALHOST}:{self.s3_layer.port}")
+        s3_proxy = await self._create_proxy(
+            S3_PROXY, f"{LOCALHOST}:{self.s3_layer.port}", listen=f"{listen_host}:0"
+        )
         return S3Settings(
             bucket=self.config.s3_bucket,
             endpoint=f"http://{s3_proxy.listen}",
@@ -215,6 +229,47 @@ class Environment(Lifecycle):
         self.base_path = self.coordinator.base_path
         self._direct_address = self.coordinator.address
         await self._create_proxy(CLIENT_PROXY, self.coordinator.address)
+        self.failpoints_available = await self._probe_failpoints()
+
+    async def _start_container(self) -> None:
+        """The server's image as a container of this run (harness/env/container_target.py): its
+        networks first, so the S3 proxy can listen where the container's relay reaches it."""
+        spec = self.config.container
+        if spec is None:
+            raise EnvironmentSetupError("target 'container' needs an image (EnvironmentConfig.container)")
+        if self.config.with_s3 and not spec.takes_s3:
+            raise EnvironmentSetupError(
+                f"the scenario asks for S3 but the image {spec.image} is given no object store: name "
+                "{s3_endpoint} and {s3_bucket} in its command or env, or set s3_env"
+            )
+        from harness.env.docker_images import BASE_IMAGE, REFERENCE, ImageError, ensure
+
+        if spec.image == REFERENCE:  # the reference coordinator's image, built or loaded here
+            try:
+                spec = dataclasses.replace(spec, image=(await asyncio.to_thread(ensure))["coordinator"])
+            except ImageError as exc:
+                raise EnvironmentSetupError(f"image {REFERENCE!r}: {exc}") from exc
+        stack = self._stack
+        self.data_dir = resources.make_temp_dir("data")
+        stack.callback(resources.remove_temp_dir, self.data_dir)
+        target = ContainerTarget(
+            spec,
+            self.run_dir,
+            self.data_dir,
+            clock=self.history.now,
+            options=self.config.command_options,
+            relay_image=BASE_IMAGE,
+        )
+        self.coordinator = target
+        stack.push_async_callback(target.stop)  # networks exist from here on, whatever fails next
+        gateway = await target.prepare()
+        if self.config.with_s3 or spec.needs_s3:
+            target.s3 = await self._start_s3(listen_host=gateway)
+        await target.start()
+        stack.push_async_callback(target.stop)  # before moto and Toxiproxy stop (idempotent)
+        self.base_path = target.base_path
+        self._direct_address = target.address
+        await self._create_proxy(CLIENT_PROXY, target.address)
         self.failpoints_available = await self._probe_failpoints()
 
     async def _start_external(self) -> None:
@@ -286,8 +341,8 @@ class Environment(Lifecycle):
             raise EnvironmentSetupError("the environment is not started")
         return self.toxiproxy.client
 
-    async def _create_proxy(self, name: str, upstream: str) -> Proxy:
-        proxy = await self.toxiproxy_client.create_proxy(name, upstream)
+    async def _create_proxy(self, name: str, upstream: str, listen: str = f"{LOCALHOST}:0") -> Proxy:
+        proxy = await self.toxiproxy_client.create_proxy(name, upstream, listen=listen)
         self.proxies[name] = proxy
         return proxy
 
@@ -350,6 +405,12 @@ class Environment(Lifecycle):
         elif self.s3_layer is None:
             for kind in S3_FAULTS:
                 out[kind] = "the environment runs without S3 (with_s3=False)"
+        if self.config.target != CONTAINER:
+            for kind in CONTAINER_FAULTS:
+                out[kind] = "not a container target: there is no docker network to disconnect it from"
+        elif self.s3_layer is None:
+            for kind in CONTAINER_FAULTS:
+                out[kind] = "the container runs without S3: it has no object-store network"
         if not self.failpoints_available:
             out["failpoint"] = (
                 "the target exposes no failpoint routes (needs --enable-failpoints and an admin token)"
@@ -378,6 +439,9 @@ class Environment(Lifecycle):
         return {
             "target": self.config.target,
             "command": self.coordinator.describe() if isinstance(self.coordinator, CommandTarget) else None,
+            "container": (
+                self.coordinator.describe() if isinstance(self.coordinator, ContainerTarget) else None
+            ),
             "seed": self.seeds.seed,
             "versions": self.versions(),
             "direct_url": self.direct_url,

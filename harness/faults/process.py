@@ -1,5 +1,6 @@
-"""Process faults on the server the harness started (the bundled coordinator or a command
-target, harness/env/command_target.py), as Jepsen's nemeses cause them.
+"""Process faults on the server the harness started (the bundled coordinator, a command target,
+harness/env/command_target.py, or a container target, where each is a container operation:
+harness/env/container_target.py), as Jepsen's nemeses cause them.
 
 kill (SIGKILL; cleared by starting it again), pause (SIGSTOP; cleared by SIGCONT), terminate
 (SIGTERM and wait for the exit; cleared by starting it again), restart (graceful stop and start,
@@ -12,6 +13,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from harness.env.command_target import CommandTarget
+from harness.env.container_target import ContainerTarget
 from harness.env.coordinator_process import CoordinatorProcess
 from harness.faults.base import Fault, FaultError
 from harness.faults.params import Param
@@ -27,7 +29,7 @@ class ProcessFault(Fault):
     target_param: ClassVar[Param] = COORDINATOR_TARGET
 
     @property
-    def coordinator(self) -> CoordinatorProcess | CommandTarget:
+    def coordinator(self) -> CoordinatorProcess | CommandTarget | ContainerTarget:
         if self.env.coordinator is None:
             raise FaultError(f"{self.describe()}: no server process of the harness's (external target?)")
         return self.env.coordinator

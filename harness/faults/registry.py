@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from harness.faults.base import Fault, FaultSpecError, UnsupportedFault
+from harness.faults.container import CONTAINER_FAULTS
 from harness.faults.failpoint import Failpoint
 from harness.faults.network import NETWORK_FAULTS
 from harness.faults.params import Param, validate_params
@@ -23,7 +24,13 @@ from harness.faults.s3 import S3_FAULTS
 if TYPE_CHECKING:
     from harness.env.environment import Environment
 
-_ALL_FAULTS: tuple[type[Fault], ...] = (*NETWORK_FAULTS, *S3_FAULTS, *PROCESS_FAULTS, Failpoint)
+_ALL_FAULTS: tuple[type[Fault], ...] = (
+    *NETWORK_FAULTS,
+    *S3_FAULTS,
+    *PROCESS_FAULTS,
+    *CONTAINER_FAULTS,
+    Failpoint,
+)
 FAULT_KINDS: dict[str, type[Fault]] = {cls.kind: cls for cls in _ALL_FAULTS}
 
 

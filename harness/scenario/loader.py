@@ -14,6 +14,7 @@ from typing import Any
 from harness.checks.registry import CHECKS, load_all
 from harness.client.behaviours import BEHAVIOURS, Behaviour
 from harness.env.command_target import PLACEHOLDERS, CommandSpec, unknown_placeholders
+from harness.env.container_target import ContainerSpec
 from harness.faults.base import FaultSpecError
 from harness.faults.registry import validate_fault_spec
 from harness.scenario.located_yaml import Located, YamlSyntaxError, load_located
@@ -25,6 +26,20 @@ MAX_CLIENTS = 2000
 VIAS = ("proxy", "own_proxy", "direct")
 TARGET_KEYS = {"coordinator", "url", "token", "admin_token", "profile"}
 COMMAND_KEYS = {"command", "env", "cwd", "ready", "port", "s3_env", "base_path", "s3", "ready_timeout_s"}
+CONTAINER_KEYS = {
+    "image",
+    "command",
+    "env",
+    "ready",
+    "port",
+    "s3_env",
+    "base_path",
+    "s3",
+    "ready_timeout_s",
+} | {
+    "volumes",
+    "data_path",
+}
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TOP_KEYS = {
     "name",
@@ -181,11 +196,11 @@ class _Validator:
         path: tuple[Any, ...] = ("target",)
         if not isinstance(target, dict):
             raise self.error(path, "must be a mapping with `coordinator:`, `url:` or `command:`")
-        unknown = set(target) - TARGET_KEYS - COMMAND_KEYS
+        unknown = set(target) - TARGET_KEYS - COMMAND_KEYS - CONTAINER_KEYS
         if unknown:
             raise self.error(
                 (*path, sorted(unknown)[0]),
-                f"unknown key; target has {', '.join(sorted(TARGET_KEYS | COMMAND_KEYS))}",
+                f"unknown key; target has {', '.join(sorted(TARGET_KEYS | COMMAND_KEYS | CONTAINER_KEYS))}",
             )
         url = self.get(target, "url", path, str)
         coordinator = target.get("coordinator") or {}
@@ -193,7 +208,8 @@ class _Validator:
             raise self.error(path, "give either `coordinator:` (bundled) or `url:` (external), not both")
         if url is not None and not url.startswith(("http://", "https://", "ws://", "wss://")):
             raise self.error((*path, "url"), "must start with http://, https://, ws:// or wss://")
-        command = self.command(target)
+        container = self.container(target)
+        command = self.command(target) if container is None else None
         if not isinstance(coordinator, dict):
             raise self.error((*path, "coordinator"), "must be a mapping (options:, s3:, failpoints:)")
         cpath = (*path, "coordinator")
@@ -207,7 +223,7 @@ class _Validator:
             if not isinstance(value, str | int | float | bool | list):
                 raise self.error((*cpath, "options", key), "must be a string, number, boolean or list")
         s3 = self.get(coordinator, "s3", cpath, bool, False)
-        if command is not None:
+        if command is not None or container is not None:
             s3 = self.get(target, "s3", path, bool, False)
         return TargetSpec(
             url=url,
@@ -218,7 +234,82 @@ class _Validator:
             token=self.get(target, "token", path, str),
             admin_token=self.get(target, "admin_token", path, str),
             command=command,
+            container=container,
         )
+
+    def container(self, target: dict[str, Any]) -> ContainerSpec | None:
+        """`image: IMAGE` (`reference`: the reference coordinator's image, built locally) with
+        `command` (the container's, replacing its CMD), env, s3_env, ready, port (inside the
+        container), volumes (host path: container path), data_path, base_path, s3, ready_timeout_s."""
+        path: tuple[Any, ...] = ("target",)
+        if "image" not in target:
+            for key in ("volumes", "data_path"):
+                if key in target:
+                    raise self.error((*path, key), "belongs to a container target: add `image: ...`")
+            return None
+        if "cwd" in target:
+            raise self.error((*path, "cwd"), "a container target has no `cwd` (its image sets the directory)")
+        for other in ("url", "coordinator"):
+            if target.get(other) is not None:
+                raise self.error((*path, other), "a container target has no `" + other + "` (give one kind)")
+        image = self.get(target, "image", path, str)
+        if not image:
+            raise self.error((*path, "image"), "must name an image (or `reference`)")
+        argv = target.get("command")
+        if isinstance(argv, str):
+            try:
+                argv = shlex.split(argv)
+            except ValueError as exc:
+                raise self.error((*path, "command"), f"cannot split the command line: {exc}") from None
+        if argv is not None:
+            if not isinstance(argv, list) or not all(
+                isinstance(a, str | int | float) and not isinstance(a, bool) for a in argv
+            ):
+                raise self.error((*path, "command"), "must be a list of arguments (or one string)")
+            argv = [str(a) for a in argv]
+            self.placeholders(argv, (*path, "command"), indexed=True)
+        volumes = self.str_map_of_paths(target, "volumes")
+        port = target.get("port", 3000)
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise self.error((*path, "port"), f"must be the server's port inside the container, got {port!r}")
+        base_path = self.get(target, "base_path", path, str, "/sync")
+        if not base_path.startswith("/"):
+            raise self.error((*path, "base_path"), f"must start with '/', got {base_path!r}")
+        timeout = self.get(target, "ready_timeout_s", path, float, 60.0)
+        if timeout <= 0:
+            raise self.error((*path, "ready_timeout_s"), "must be positive")
+        ready = (
+            self.ready(target.get("ready"))
+            if "ready" in target
+            else ("http", f"{base_path.rstrip('/')}/ready")
+        )
+        return ContainerSpec(
+            image=image,
+            command=tuple(argv) if argv is not None else None,
+            env=self.str_map(target, "env"),
+            s3_env=self.str_map(target, "s3_env"),
+            port=port,
+            volumes=volumes,
+            data_path=self.get(target, "data_path", path, str, "/data"),
+            ready=ready,
+            base_path=base_path.rstrip("/") or "/",
+            ready_timeout_s=timeout,
+        )
+
+    def str_map_of_paths(self, target: dict[str, Any], key: str) -> dict[str, str]:
+        where: tuple[Any, ...] = ("target", key)
+        value = target.get(key)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.error(where, "must be a mapping of host path to container path")
+        out: dict[str, str] = {}
+        for host, inside in value.items():
+            if not isinstance(host, str) or not isinstance(inside, str) or not inside.startswith("/"):
+                raise self.error((*where, str(host)), "must map a host path to an absolute container path")
+            self.placeholders([host, inside], (*where, host), indexed=False)
+            out[host] = inside
+        return out
 
     def command(self, target: dict[str, Any]) -> CommandSpec | None:
         """`command: [ARG, ...]` (or one string, split like a shell) with its siblings env, cwd,

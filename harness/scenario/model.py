@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.env.command_target import CommandSpec
+from harness.env.container_target import ContainerSpec
 
 
 @dataclass(frozen=True)
@@ -22,10 +23,11 @@ class TargetSpec:
     admin_token: str | None = None  # for /debug/resources on an external target
     profile: str | None = None  # a target profile file (harness/targets/profile.py), resolved path
     command: CommandSpec | None = None  # a command target (harness/env/command_target.py)
+    container: ContainerSpec | None = None  # a container target (harness/env/container_target.py)
 
     @property
     def bundled(self) -> bool:
-        return self.url is None and self.command is None
+        return self.url is None and self.command is None and self.container is None
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,9 @@ from harness.checks.result import CheckResult
 from harness.client.behaviours import BEHAVIOURS, Behaviour, catch_up_all, read_server_state
 from harness.client.sync_client import ClientConfig, SyncClient
 from harness.env.command_target import CommandSpec
+from harness.env.container_target import ContainerSpec
 from harness.env.coordinator_process import CoordinatorOptions
-from harness.env.environment import BUNDLED, COMMAND, Environment, EnvironmentConfig
+from harness.env.environment import BUNDLED, COMMAND, CONTAINER, Environment, EnvironmentConfig
 from harness.history import DEFAULT_PAYLOAD_CAP, History
 from harness.report import RunRecord
 from harness.scenario.model import ClientGroup, Scenario
@@ -61,6 +62,7 @@ class RunOptions:
     bugs: list[str] = field(default_factory=list)  # re-introduce catalogued bugs in the bundled coordinator
     target_profile: Path | None = None  # overrides the scenario's `target.profile` (external targets)
     target_command: CommandSpec | None = None  # run the scenario against this server command
+    target_container: ContainerSpec | None = None  # ... or against this server image, as a container
     namespace: str | None = None  # the run nonce to reuse (replay); default a new one
     database_prefix: str = ""  # before every database id (what a staging token's grants match)
     run_dir: Path | None = None  # keep the environment's logs here
@@ -140,8 +142,12 @@ def target_kind(scenario: Scenario, options: RunOptions) -> str:
         return "url"
     if options.target_command is not None:
         return COMMAND
+    if options.target_container is not None:
+        return CONTAINER
     if scenario.target.bundled:
         return BUNDLED
+    if scenario.target.container is not None:
+        return CONTAINER
     return COMMAND if scenario.target.command is not None else "url"
 
 
@@ -208,6 +214,26 @@ def _environment_config(
     target = scenario.target
     url = options.target_url or target.url
     command = options.target_command or target.command
+    container = options.target_container if options.target_command is None else None
+    if container is None and options.target_command is None:
+        container = target.container
+    if options.target_url is None and container is not None:
+        server_options = _server_options(target.coordinator_options, namespace)
+        if server_options and "{options_file}" not in " ".join(
+            [*container.texts(), *container.s3_env.values()]
+        ):
+            notes.append(
+                f"coordinator options ({', '.join(sorted(server_options))}) not applied: the container's "
+                "command does not read {options_file}"
+            )
+        return EnvironmentConfig(
+            target=CONTAINER,
+            container=container,
+            command_options=server_options,
+            with_s3=target.s3,
+            admin_token=options.admin_token or target.admin_token or profile.admin_token(),
+            run_dir=options.run_dir,
+        )
     if options.target_url is None and command is not None:
         server_options = dict(target.coordinator_options)
         if "tokens" in server_options:
@@ -252,6 +278,18 @@ def _environment_config(
     return EnvironmentConfig(
         target=BUNDLED, coordinator=coordinator, with_s3=target.s3, run_dir=options.run_dir, client_proxies=[]
     )
+
+
+def _server_options(options: dict[str, Any], namespace: Namespace) -> dict[str, Any]:
+    """A scenario's server options for a server the harness starts but did not write, with its
+    token grants namespaced like the run's databases."""
+    out = dict(options)
+    if "tokens" in out:
+        tokens = out["tokens"]
+        out["tokens"] = [
+            namespace.token_spec(str(t)) for t in (tokens if isinstance(tokens, list) else [tokens])
+        ]
+    return out
 
 
 @dataclass

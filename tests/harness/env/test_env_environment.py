@@ -58,7 +58,7 @@ async def test_bundled_environment_serves_through_the_proxy_and_reaches_s3_throu
             "/sync/ws"
         )
         assert env.proxies["s3"].upstream == f"127.0.0.1:{env.s3_layer.port}"
-        assert env.unsupported_faults() == {}
+        assert set(env.unsupported_faults()) == container_kinds()  # not a container: no docker network
         described = env.describe()
         assert described["seed"] == 11 and described["versions"]["toxiproxy-server"] == "v2.5.0"
         # the coordinator's S3 path: Toxiproxy "s3" proxy -> fault layer -> moto, with boto3
@@ -144,12 +144,26 @@ async def test_external_target_has_no_process_control_and_says_so(tmp_path: Path
         async with Environment(config) as env:
             assert env.coordinator is None and env.s3_layer is None
             unsupported = env.unsupported_faults()
-            assert set(unsupported) == {"kill", "pause", "terminate", "restart", "disk_loss", *env_s3_kinds()}
+            assert set(unsupported) == {
+                "kill",
+                "pause",
+                "terminate",
+                "restart",
+                "disk_loss",
+                *env_s3_kinds(),
+                *container_kinds(),
+            }
             assert "no control over its process" in unsupported["kill"]
             assert env.direct_url == staging.http_url
             assert (await get(f"{env.client_urls().http}/status")).status_code == 200
         async with Environment(EnvironmentConfig(target=staging.http_url)) as no_admin:
             assert "failpoint" in no_admin.unsupported_faults()
+
+
+def container_kinds() -> set[str]:
+    from harness.env.environment import CONTAINER_FAULTS
+
+    return set(CONTAINER_FAULTS)
 
 
 def env_s3_kinds() -> set[str]:
@@ -161,7 +175,7 @@ def env_s3_kinds() -> set[str]:
 async def test_without_s3_the_s3_faults_are_unsupported() -> None:
     async with Environment(EnvironmentConfig(with_s3=False)) as env:
         assert env.moto is None and env.s3_direct_url is None
-        assert set(env.unsupported_faults()) == env_s3_kinds()
+        assert set(env.unsupported_faults()) == env_s3_kinds() | container_kinds()
 
 
 async def test_a_bad_target_url_is_a_clear_error() -> None:

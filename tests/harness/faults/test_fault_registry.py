@@ -17,7 +17,7 @@ from harness.history import FAULT_FAMILIES, observable_effect
 EVERY_KIND = {
     "latency", "jitter", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data",
     "proxy_down", "s3_outage", "s3_error", "s3_slowdown", "s3_latency", "s3_drop",
-    "kill", "pause", "terminate", "restart", "disk_loss", "failpoint",
+    "kill", "pause", "terminate", "restart", "disk_loss", "network_disconnect", "failpoint",
 }  # fmt: skip
 
 

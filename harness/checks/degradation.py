@@ -12,7 +12,21 @@ from harness.checks.registry import Param, register
 from harness.checks.result import CheckResult
 from harness.checks.verdict import failed, passed, unknown, unsupported
 from harness.checks.views import backend_windows, connections
-from harness.history import History
+from harness.history import FaultWindow, History
+
+
+def _could_notice(window: FaultWindow, obs: Observations, announce_s: float) -> bool:
+    """A server learns of an outage from a request that fails: when the harness's S3 fault layer
+    (which sees every request that reaches the store) recorded none from the target within the
+    announcement bound — it was idle, or paused — nothing could have told it, and demanding an
+    announcement would be a false alarm. Only for faults of that layer: a network fault on the
+    S3 path stops requests before the layer, so none recorded proves nothing there."""
+    if window.family != "s3" or not obs.s3_owned:
+        return True
+    horizon = window.start + announce_s
+    if window.end is not None:
+        horizon = min(horizon, window.end)
+    return any(window.start <= r.time <= horizon for r in obs.s3_requests)
 
 
 @register(
@@ -40,7 +54,11 @@ def degradation_announced(history: History, obs: Observations, params: dict[str,
     end = history.now()
     judged = 0
     violations: list[dict[str, Any]] = []
+    unnoticeable: list[int] = []
     for window in windows:
+        if not _could_notice(window, obs, announce):
+            unnoticeable.append(window.id)
+            continue
         for conn in connections(history):
             notices = conn.received("notice")
             down = [
@@ -99,11 +117,17 @@ def degradation_announced(history: History, obs: Observations, params: dict[str,
                         break
     if violations:
         return failed(name, f"{len(violations)} outage announcements missing or wrong", params, violations)
+    blind = (
+        f"; {len(unnoticeable)} outage(s) not judged: the target sent the object store no request "
+        f"within {announce}s of their start (it could not have noticed)"
+        if unnoticeable
+        else ""
+    )
     if judged == 0:
-        return unknown(name, "no session was connected across an outage's start or end", params)
+        return unknown(name, "no session was connected across an outage's start or end" + blind, params)
     note = (
         ""
         if lag is not None
         else "; heartbeats not judged: heartbeat interval not known (profile key heartbeat_interval_ms)"
-    )
+    ) + blind
     return passed(name, f"{judged} outage transitions announced within bounds{note}", params)

@@ -109,3 +109,20 @@ def test_no_outage_unknown_and_no_notice_unsupported() -> None:
 def test_unknown_heartbeat_interval_leaves_beats_unjudged_and_says_which_key() -> None:
     result = run(_outage(3, 9, degraded_beats=False), "degradation-announced")
     assert result.status == "pass" and "heartbeat_interval_ms" in result.summary
+
+
+def test_an_outage_the_target_never_touched_is_not_judged_one_it_touched_is() -> None:
+    """A server learns of an outage from a failing request: with the harness owning S3, an outage
+    during which no request reached the store (the server idle or paused) cannot be demanded an
+    announcement; one with requests in it still is."""
+    from harness.checks.observations import S3Request
+
+    idle = _outage(None, None)
+    idle.obs.s3_owned = True
+    idle.obs.s3_requests = [S3Request(1.0, "PutObject"), S3Request(9.5, "PutObject")]
+    result = run(idle, "degradation-announced")
+    assert result.status == "unknown" and "could not have noticed" in result.summary
+    busy = _outage(None, None)
+    busy.obs.s3_owned = True
+    busy.obs.s3_requests = [S3Request(3.0, "PutObject", status=503)]
+    assert run(busy, "degradation-announced").status == "fail"

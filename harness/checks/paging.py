@@ -20,7 +20,7 @@ from harness.checks.observations import Observations
 from harness.checks.registry import Param, register
 from harness.checks.result import CheckResult
 from harness.checks.verdict import failed, passed, unknown
-from harness.checks.views import Apply, applies, connections
+from harness.checks.views import applies, connections, first_acknowledged
 from harness.history import EventKind, History, Op, OpName
 from harness.model.capping import CAPPED, is_capped
 from harness.model.codec import CodecError, hlc_key
@@ -188,13 +188,14 @@ MISSED_IN_SEQUENCE = ExcusePolicy(
 
 
 def _may_be_missed(
-    history: History, obs: Observations, seq: Sequence, page: Page, tx: Tx, writes: dict[str, Apply]
+    history: History, obs: Observations, seq: Sequence, page: Page, tx: Tx, acked_at: dict[str, float]
 ) -> bool:
-    """The excuses of the completeness part, in one place: the write was not acknowledged before
-    the request that should have held it was sent (it may have landed after that answer, below
-    its HLC), or a fault or process action was in force during the sequence."""
-    write = writes.get(tx.transaction_id)
-    if write is not None and (write.ack_time is None or write.ack_time > page.invoked.time):
+    """The excuses of the completeness part, in one place: no attempt at the transaction was
+    acknowledged before the request that should have held it was sent (it may have landed after
+    that answer, below its HLC: a write of unknown outcome re-applied after a reconnect keeps its
+    old HLC), or a fault or process action was in force during the sequence."""
+    acked = acked_at.get(tx.transaction_id)
+    if acked is None or acked > page.invoked.time:
         return True
     return bool(
         excuses(MISSED_IN_SEQUENCE, history, obs, seq.pages[0].invoked.time, seq.pages[-1].completed.time)
@@ -214,10 +215,7 @@ def changes_paging(history: History, obs: Observations, params: dict[str, Any]) 
     batch = params["batch_size"]
     all_pages = pages(history)
     logs = final_logs(all_pages)
-    writes: dict[str, Apply] = {}
-    for write in applies(history):
-        for change_set in write.change_sets:
-            writes.setdefault(str(change_set.get("transactionId")), write)
+    acked_at = first_acknowledged(applies(history))
     violations: list[dict[str, Any]] = []
     answers = judged_sequences = 0
     no_log: set[str] = set()
@@ -294,7 +292,7 @@ def changes_paging(history: History, obs: Observations, params: dict[str, Any]) 
             holder = next((p for p in seq.pages if p.top is not None and p.top >= tx.max_hlc), last)
             if got.get(tx.transaction_id, 0) == tx.count:
                 continue
-            if _may_be_missed(history, obs, seq, holder, tx, writes):
+            if _may_be_missed(history, obs, seq, holder, tx, acked_at):
                 continue
             violations.append(
                 where(holder)

@@ -206,6 +206,20 @@ def applies(history: History) -> list[Apply]:
     return out
 
 
+def first_acknowledged(writes: list[Apply]) -> dict[str, float]:
+    """When each transaction was first acknowledged: the earliest answer, over every attempt at
+    it (a write of unknown outcome is re-applied after a reconnect), proving it applied in full.
+    A transaction no attempt got acknowledged is absent: when it landed is not known."""
+    out: dict[str, float] = {}
+    for write in writes:
+        if not write.acknowledged or write.ack_time is None:
+            continue
+        for change_set in write.change_sets:
+            tx = str(change_set.get("transactionId"))
+            out[tx] = min(out.get(tx, write.ack_time), write.ack_time)
+    return out
+
+
 def wall_offset_ms(history: History) -> float | None:
     """wall-clock ms minus run-time ms, from the clients' clock events (None if none)."""
     offsets = [

@@ -93,3 +93,13 @@ def test_an_outage_lasts_and_never_meets_a_pause() -> None:
     paused = ExploreState()
     pause(paused)
     assert not allowed["s3_outage_on"](paused) and allowed["resume"](paused)
+
+
+def test_one_stalled_reader_per_program() -> None:
+    from harness.explore.rules import RULES, stall_reader
+
+    allowed = {rule.name: rule.precondition for rule in RULES}
+    state = ExploreState()
+    assert allowed["stall_reader"](state)
+    stall_reader(state)
+    assert not allowed["stall_reader"](state)

@@ -682,7 +682,13 @@ class SyncClient:
 
     async def http_apply(self, change_sets: list[ChangeSet] | list[dict[str, Any]]) -> tuple[int | None, Any]:
         wire = [cs.to_wire() if isinstance(cs, ChangeSet) else cs for cs in change_sets]
-        status, body = await self.http.apply(self.config.database_id, wire)
+        try:
+            status, body = await self.http.apply(self.config.database_id, wire)
+        except BaseException:
+            # Cut short (a behaviour's time bound cancels it): the server may still apply it,
+            # and never tells this site (own-site exclusion), so its cells are uncertain.
+            self._mark_uncertain(wire)
+            raise
         if status == 200 and isinstance(body, dict) and body.get("ok") is True:
             self.absorb_own_write(wire, body.get("data") or {})
         elif status is None or status >= 500:

@@ -103,3 +103,18 @@ def test_one_stalled_reader_per_program() -> None:
     assert allowed["stall_reader"](state)
     stall_reader(state)
     assert not allowed["stall_reader"](state)
+
+
+def test_a_program_starts_at_most_max_sessions_clients() -> None:
+    from harness.explore.rules import MAX_SESSIONS, RULES, burst_writers
+
+    client_rules = [
+        r for r in RULES if r.group in ("clients", "writes", "reads", "snapshots", "slow", "input")
+    ]
+    client_rules = [r for r in client_rules if r.name not in ("leave", "drop_tcp")]
+    state = ExploreState()
+    assert all(r.precondition(state) for r in client_rules)
+    while state.sessions() + 4 <= MAX_SESSIONS:
+        burst_writers(state, count=4)
+    assert state.sessions() <= MAX_SESSIONS
+    assert not any(r.precondition(state) for r in client_rules)

@@ -118,3 +118,13 @@ def test_a_program_starts_at_most_max_sessions_clients() -> None:
         burst_writers(state, count=4)
     assert state.sessions() <= MAX_SESSIONS
     assert not any(r.precondition(state) for r in client_rules)
+
+
+def test_a_program_lasts_until_a_sigtermed_target_exited_and_restarted() -> None:
+    from harness.explore.program import TAIL_S, TERMINATE_EXIT_S
+    from harness.explore.rules import sigterm_restart
+
+    state = ExploreState()
+    connect_writer(state, via="proxy", http_share=0.0, delete_share=0.0)
+    sigterm_restart(state)  # at 0.5 s, restart 1 s after its exit
+    assert state.program.duration_s() >= 0.5 + TERMINATE_EXIT_S + 1.0 + TAIL_S

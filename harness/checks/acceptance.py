@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from harness.checks.excuses import CAUSES, ExcusePolicy, excuses
+from harness.checks.excuses import CAUSES, S3, ExcusePolicy, excuses, window_causes
 from harness.checks.observations import Observations
 from harness.checks.registry import Param, register
 from harness.checks.result import CheckResult
@@ -114,6 +114,23 @@ def error_answer(completed: Op) -> dict[str, Any] | None:
 
 
 # writes-accepted -------------------------------------------------------------------------------
+
+_UNAVAILABLE = re.compile(r"UNAVAILABLE")
+
+
+def recovering(history: History, write: Apply, bound_s: float) -> bool:
+    """The write was refused as "store unavailable" within `bound_s` after an object-store fault
+    ended: a server may stay degraded that long after the store is back (its breaker stays open,
+    its retries back off; degradation-announced allows BACKEND_RECOVERED as late), so such a
+    refusal is recovery, not a refused write."""
+    answer = error_answer(write.completed) if write.completed is not None else None
+    if answer is None or not (answer.get("status") == 503 or _UNAVAILABLE.search(str(answer.get("code")))):
+        return False
+    start = write.invoked.time
+    return any(
+        w.end is not None and S3 in window_causes(w) and w.end <= start <= w.end + bound_s
+        for w in history.faults
+    )
 
 
 def _key(change: dict[str, Any]) -> bytes | None:
@@ -232,6 +249,11 @@ def _outcome(write: Apply, sent: _Sent, policy: str | None) -> str:
     excuses=(UNACCEPTED_WRITE,),
     min_share=Param(0.9, "least share of valid writes outside faults that must be accepted"),
     grace_s=Param(1.0, "writes this close to a fault or process action are not judged"),
+    recover_bound_s=Param(
+        15.0,
+        "after an object-store fault ends, a refusal as unavailable this long is recovery, not judged "
+        "(degradation-announced's bound for BACKEND_RECOVERED)",
+    ),
     tombstone_policy=Param(
         None,
         "the target's policy (revive or delete-wins, from its profile): unless revive, a tombstone explains a later write to its row",
@@ -251,6 +273,8 @@ def writes_accepted(history: History, obs: Observations, params: dict[str, Any])
         if write.invoked.op_id in skip or completed is None or completed.error in HARNESS_ENDED:
             continue
         if excuses(UNACCEPTED_WRITE, history, obs, write.invoked.time - grace, completed.time + grace):
+            continue
+        if recovering(history, write, float(params["recover_bound_s"])):
             continue
         outcome = _outcome(write, sent, policy)
         outcomes[outcome] += 1

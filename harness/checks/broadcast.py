@@ -99,8 +99,10 @@ HTTP_SLACK_S = 1.0
 class OwnWrites:
     """The excuse of ordered-seq, in one place: the session's own site's applies on its own
     database are broadcast to the others only, so their seq numbers are missing here. A write
-    whose apply_result carries its seq ([ext]) explains exactly that number; one without it
-    (applied > 0, or unanswered: it may have applied) explains one number in its window."""
+    whose apply_result carries its seq ([ext]) explains exactly that number, whenever it was
+    answered (seq numbers are unique per database, and a session's pushes may lag its site's
+    HTTP writes by seconds under load); one without it (applied > 0, or unanswered: it may have
+    applied) explains one number in its window."""
 
     writes: list[Apply]
 
@@ -109,12 +111,13 @@ class OwnWrites:
         left = set(missing)
         unexplained = 0
         for w in self.writes:
-            if not (w.invoked.time < upper and (w.ack_time is None or w.ack_time > lower - HTTP_SLACK_S)):
-                continue
             own_seq = (w.result or {}).get("seq")
             if isinstance(own_seq, int) and not isinstance(own_seq, bool):
                 left.discard(own_seq)
-            elif w.applied > 0 or not w.answered:
+                continue
+            if not (w.invoked.time < upper and (w.ack_time is None or w.ack_time > lower - HTTP_SLACK_S)):
+                continue
+            if w.applied > 0 or not w.answered:
                 unexplained += 1
         return set(sorted(left)[unexplained:]) if unexplained < len(left) else set()
 

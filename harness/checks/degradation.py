@@ -7,12 +7,21 @@ from __future__ import annotations
 from typing import Any
 
 from harness.checks import capabilities as cap
+from harness.checks.excuses import NETWORK, ExcusePolicy, excuses
 from harness.checks.observations import Observations
 from harness.checks.registry import Param, register
 from harness.checks.result import CheckResult
 from harness.checks.verdict import failed, passed, unknown, unsupported
 from harness.checks.views import backend_windows, connections
 from harness.history import FaultWindow, History
+
+# A notice can be late only on the way: a fault on the session's own link that holds messages
+# back (slicer, bandwidth, a reset; not a plain latency, which delays by a known amount, nor
+# one on the S3 path, which is the outage itself) may keep an announcement in flight past its
+# bound. Only that session's miss is excused; sessions on clean links are still judged.
+LINK_HELD_BACK = ExcusePolicy(
+    "a notice missing while the session's own link held messages back", frozenset({NETWORK})
+)
 
 
 def _could_notice(window: FaultWindow, obs: Observations, announce_s: float) -> bool:
@@ -33,7 +42,7 @@ def _could_notice(window: FaultWindow, obs: Observations, announce_s: float) -> 
     "degradation-announced",
     "degradation",
     "BACKEND_UNAVAILABLE within its bound of an S3 outage, BACKEND_RECOVERED after, heartbeats degraded between",
-    excuses=(),  # no fault excuses a miss it judges
+    excuses=(LINK_HELD_BACK,),
     announce_bound_s=Param(10.0, "longest time from the outage's start to BACKEND_UNAVAILABLE"),
     recover_bound_s=Param(15.0, "longest time from the outage's end to BACKEND_RECOVERED"),
     heartbeat_interval_s=Param(
@@ -69,7 +78,10 @@ def degradation_announced(history: History, obs: Observations, params: dict[str,
             if window.start + announce <= end and conn.live_over(window.start, window.start + announce):
                 judged += 1
                 told = [m for m in down if m.time <= window.start + announce]
-                if not told:
+                held_back = excuses(
+                    LINK_HELD_BACK, history, obs, window.start, window.start + announce, [conn.process]
+                )
+                if not told and not held_back:
                     violations.append(
                         {
                             "time": window.start + announce,
@@ -91,7 +103,9 @@ def degradation_announced(history: History, obs: Observations, params: dict[str,
                 if m.payload.get("code") == "BACKEND_RECOVERED"
                 and window.end <= m.time <= window.end + recover
             ]
-            if not back:
+            if not back and not excuses(
+                LINK_HELD_BACK, history, obs, window.end, window.end + recover, [conn.process]
+            ):
                 violations.append(
                     {
                         "time": window.end + recover,

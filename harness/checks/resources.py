@@ -1,5 +1,7 @@
 """Leaked resources: once every client has left and the idle timeout has passed, the target's
-counts of stores, references, sessions and background tasks are back to their baseline.
+counts of stores, references, sessions and background tasks are back to their baseline (a
+count leaks when it stays above baseline in every sample of the quiet time, not when one sample
+meets a task in flight).
 
 The baseline is the first sample, taken before any client connected (not zero: a shared server
 has other users' stores and sessions). The idle timeout is the target's (profile key
@@ -122,7 +124,10 @@ def leaked_resources(history: History, obs: Observations, params: dict[str, Any]
             # A path missing from a sample counts as zero there (an empty list has no items).
             baseline = base.get(path, 0.0)
             judged.append(f"{label}:{path}")
-            if value > baseline + float(params["tolerance"]):
+            # A leak stays: a count above baseline in only some quiet samples is a live thing
+            # that came and went (a heartbeat's request in flight), not one left behind.
+            lowest = min(sample.get(path, 0.0) for _, sample in finals)
+            if lowest > baseline + float(params["tolerance"]):
                 violations.append(
                     {"time": final_time, "source": label, "path": path, "final": value, "baseline": baseline}
                 )

@@ -32,6 +32,10 @@ S3_FAILING_KINDS = ("s3_outage", "s3_error", "s3_slowdown", "s3_drop")
 MIN_FAULT_S = 3.0  # a fault left on at the end still lasts this long (an outage must be seen)
 RECOVERY_KINDS = ("s3_", "kill", "terminate", "pause", "restart", "disk_loss")
 MIN_LEAVE_S = 0.2  # a client leaves at the earliest this long after it joined
+# A SIGTERMed target drains up to its drain timeout (EXPLORE_TARGET's 5 s) before it exits, and
+# only then can the fault's restart run: a program ending sooner cancels the fault mid-exit, the
+# target is never started again and its durable outbox never uploads (a false no-lost-write).
+TERMINATE_EXIT_S = 6.0
 
 # The bundled coordinator every exploration runs: short timers (so heartbeat gaps, idle closes
 # and drains are judged within a short program), two tenants (so an intruder has someone to
@@ -158,7 +162,14 @@ class Program:
         ]
 
     def end_s(self) -> float:
-        return max([self.clock_s, TICK_S, *(at for _, at in self.open_faults())])
+        """The program's end: its last step, open faults' minimum length, and a SIGTERM's exit
+        and restart."""
+        exits = [
+            s.at_s + TERMINATE_EXIT_S + (s.for_s or 0.0)
+            for s in self.steps
+            if s.kind == "fault" and (s.fault or {}).get("kind") == "terminate"
+        ]
+        return round(max([self.clock_s, TICK_S, *(at for _, at in self.open_faults()), *exits]), 3)
 
     def duration_s(self) -> float:
         return round(self.end_s() + TAIL_S, 3)

@@ -169,13 +169,21 @@ class Script:
         applied: int | None = None,
         db: str = "db1",
         duration: float = 0.01,
+        seq: int | None = None,
     ) -> Op:
-        """POST /:db/changes answered 200 with an ApplyResult in `data`."""
+        """POST /:db/changes answered 200 with an ApplyResult in `data` (with its seq, [ext])."""
         op = self.history.invoke(process, OpName.HTTP_APPLY, {"databaseId": db, "changeSets": change_sets})
         self.t += duration
         count = sum(len(cs["changes"]) for cs in change_sets)
         took = count if applied is None else applied
-        data = {"applied": took, "skipped": count - took, "conflicts": 0, "transactions": len(change_sets)}
+        data: dict[str, Any] = {
+            "applied": took,
+            "skipped": count - took,
+            "conflicts": 0,
+            "transactions": len(change_sets),
+        }
+        if seq is not None:
+            data["seq"] = seq
         return self.history.complete(op, "ok", {"status": 200, "body": {"ok": True, "data": data}})
 
     def raced_change_set(

@@ -211,3 +211,50 @@ def test_an_unusual_rejected_field_is_counted_against_not_a_crash() -> None:
     s.history.complete(op, "ok", {"type": "apply_result", "applied": 0, "rejected": {"reason": "x"}})
     result = run(s, "writes-accepted")
     assert result.status == "fail" and "rejected:REJECTED" in result.evidence[-1]["outcomes"]
+
+
+def _unavailable(s: Script, process: str, pk: int) -> None:
+    """An HTTP apply refused as the reference coordinator does while its breaker is open."""
+    body = {"ok": False, "error": {"code": "STORE_UNAVAILABLE", "message": "circuit breaker open"}}
+    s.op(
+        process,
+        OpName.HTTP_APPLY,
+        "fail",
+        value={"databaseId": "db1", "changeSets": [s.change_set(process, pk=pk)]},
+        result={"status": 503, "body": body},
+        error="STORE_UNAVAILABLE",
+    )
+
+
+def _after_outage(first_write_s: float) -> Script:
+    """An object-store outage 0-10 s; five writes refused as unavailable from `first_write_s`."""
+    s = Script()
+    s.connect("a")
+    s.fault("s3_outage", "s3", 0.0, 10.0, mode="close")
+    for i in range(5):
+        _unavailable(s.at(first_write_s + i * 0.5), "a", pk=i)
+    return s
+
+
+def test_unavailable_while_recovering_from_an_outage_is_not_judged() -> None:
+    # 2-4 s after the store came back (past the 1 s grace): a breaker still open, not a refusal.
+    s = _after_outage(12.0)
+    for i in range(5):
+        s.at(20.0 + i * 0.1).apply("a", [s.change_set("a", pk=50 + i)])
+    result = run(s, "writes-accepted")
+    assert result.status == "pass" and result.evidence[0]["outcomes"] == {"applied": 5}
+
+
+def test_unavailable_long_after_the_outage_fails() -> None:
+    result = run(_after_outage(30.0), "writes-accepted")
+    assert result.status == "fail"
+    assert result.evidence[-1]["outcomes"] == {"error:STORE_UNAVAILABLE": 5}
+
+
+def test_other_refusals_after_an_outage_still_count() -> None:
+    s = Script()
+    s.connect("a")
+    s.fault("s3_outage", "s3", 0.0, 10.0, mode="close")
+    for i in range(5):
+        s.at(12.0 + i * 0.5).apply("a", [s.change_set("a", pk=i)], applied=0)
+    assert run(s, "writes-accepted").status == "fail"

@@ -229,3 +229,22 @@ def test_the_record_of_an_injected_fault_does_not_make_a_failure_visible() -> No
     assert run(s, "failure-visibility").status == "fail"
     s.obs.logs.append(LogLine(1.2, '{"level":"error","event":"broadcast_send_failed"}'))
     assert run(s, "failure-visibility").status == "pass"
+
+
+def test_own_http_write_with_its_seq_explains_its_number_however_late_the_pushes_come() -> None:
+    # "a" writes over HTTP (seq 2 in the answer) at 1.5 s; its session's pushes lag: the
+    # neighbours of 2 arrive 5 s later. Seq numbers are unique per database, so 2 is a's own.
+    s = Script()
+    s.connect("a").connect("w")
+    s.at(1.5).http_apply("a", [s.change_set("a")], db="db1", seq=2)
+    s.at(6.0).push("a", [s.change_set("w")], seq=1)
+    s.at(6.1).push("a", [s.change_set("w")], seq=3)
+    assert run(s, "ordered-seq").status == "pass"
+    # The same lag with a number no own write holds is still a gap.
+    s2 = Script()
+    s2.connect("a").connect("w")
+    s2.at(1.5).http_apply("a", [s2.change_set("a")], db="db1", seq=2)
+    s2.at(6.0).push("a", [s2.change_set("w")], seq=1)
+    s2.at(6.1).push("a", [s2.change_set("w")], seq=4)
+    result = run(s2, "ordered-seq")
+    assert result.status == "fail" and result.evidence[0]["unexplained_numbers"] == [3]

@@ -126,3 +126,21 @@ def test_an_outage_the_target_never_touched_is_not_judged_one_it_touched_is() ->
     busy.obs.s3_owned = True
     busy.obs.s3_requests = [S3Request(3.0, "PutObject", status=503)]
     assert run(busy, "degradation-announced").status == "fail"
+
+
+def test_a_missing_announcement_while_the_sessions_link_held_messages_back_is_excused() -> None:
+    # A slicer on the shared client proxy across the announcement window: the notice may be
+    # in flight (the explorer saw pushes arrive 7 s late behind one). A latency does not excuse.
+    s = _outage(None, 9)
+    s.fault("slicer", "client", 1.5, 13.0, average_size=64, delay_us=200)
+    assert run(s, "degradation-announced").status == "pass"
+    s2 = _outage(None, 9)
+    s2.fault("latency", "client", 1.5, 13.0, latency_ms=150)
+    assert run(s2, "degradation-announced").status == "fail"
+
+
+def test_a_held_back_link_of_another_client_excuses_nothing() -> None:
+    s = _outage(None, 9)
+    s.fault("slicer", "client:b", 1.5, 13.0, average_size=64, delay_us=200)
+    result = run(s, "degradation-announced")
+    assert result.status == "fail" and result.evidence[0]["process"] == "a"

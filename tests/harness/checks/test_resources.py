@@ -48,6 +48,26 @@ def test_background_task_left_running_fails() -> None:
     assert result.status == "fail" and result.evidence[0]["path"] == "backgroundTasks"
 
 
+def _two_quiet_samples(at_8: int, at_9: int) -> Script:
+    """Two samples of the quiet time (after 2.0 + 5 s), the tasks count as given."""
+    s = _session_run(_status(0, 0, 9.0), _resources([], at_9))
+    s.obs.status.insert(2, Sample(8.0, _status(0, 0, 8.0)))
+    s.obs.resources.insert(2, Sample(8.0, _resources([], at_8)))
+    return s
+
+
+def test_task_in_flight_in_one_quiet_sample_only_passes() -> None:
+    # The last sample met a task that came and went (the one before it was back at baseline).
+    result = run(_two_quiet_samples(at_8=2, at_9=3), "leaked-resources", settle_s=5.0)
+    assert result.status == "pass", result
+
+
+def test_task_above_baseline_in_every_quiet_sample_fails() -> None:
+    result = run(_two_quiet_samples(at_8=3, at_9=3), "leaked-resources", settle_s=5.0)
+    assert result.status == "fail" and result.evidence[0]["path"] == "backgroundTasks"
+    assert result.evidence[0]["final"] == 3 and result.detected_at == 9.0
+
+
 def test_session_left_registered_fails_from_status_alone() -> None:
     s = _session_run(_status(0, 1, 9.0), _resources([], 2))
     s.obs.capabilities["debug_resources"] = False

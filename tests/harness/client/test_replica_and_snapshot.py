@@ -160,3 +160,33 @@ def test_the_client_replica_takes_its_own_write_only_when_proven_applied() -> No
     assert client.replica.cells == {} and len(client.uncertain) == 2  # which one is not said
     client.absorb_own_write([two], {"applied": 2})
     assert len(client.replica.cells) == 2 and not client.uncertain
+
+
+async def test_an_http_apply_cut_short_marks_its_cells_uncertain() -> None:
+    """A server that never answers: the behaviour's time bound cancels the request, the server
+    may still apply it and never tells this site (own-site exclusion), so its cell is uncertain."""
+    import asyncio
+    import contextlib
+
+    arrived, hold = asyncio.Event(), asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            await reader.read(1 << 16)
+            arrived.set()
+            await hold.wait()  # the request stays unanswered until the client gives up
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = SyncClient(
+        "x", ClientConfig(f"ws://127.0.0.1:{port}/sync/ws", "db1"), History(), random.Random(1), bytes(16)
+    )
+    one = client.builder().set("t", [1], "c", 1).build()
+    task = asyncio.ensure_future(client.http_apply([one]))
+    await asyncio.wait_for(arrived.wait(), 10.0)  # the request is in flight
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    hold.set()
+    server.close()
+    assert client.uncertain == {("main", "t", "[1]", "c")} and client.replica.cells == {}

@@ -93,3 +93,38 @@ def test_an_outage_lasts_and_never_meets_a_pause() -> None:
     paused = ExploreState()
     pause(paused)
     assert not allowed["s3_outage_on"](paused) and allowed["resume"](paused)
+
+
+def test_one_stalled_reader_per_program() -> None:
+    from harness.explore.rules import RULES, stall_reader
+
+    allowed = {rule.name: rule.precondition for rule in RULES}
+    state = ExploreState()
+    assert allowed["stall_reader"](state)
+    stall_reader(state)
+    assert not allowed["stall_reader"](state)
+
+
+def test_a_program_starts_at_most_max_sessions_clients() -> None:
+    from harness.explore.rules import MAX_SESSIONS, RULES, burst_writers
+
+    client_rules = [
+        r for r in RULES if r.group in ("clients", "writes", "reads", "snapshots", "slow", "input")
+    ]
+    client_rules = [r for r in client_rules if r.name not in ("leave", "drop_tcp")]
+    state = ExploreState()
+    assert all(r.precondition(state) for r in client_rules)
+    while state.sessions() + 4 <= MAX_SESSIONS:
+        burst_writers(state, count=4)
+    assert state.sessions() <= MAX_SESSIONS
+    assert not any(r.precondition(state) for r in client_rules)
+
+
+def test_a_program_lasts_until_a_sigtermed_target_exited_and_restarted() -> None:
+    from harness.explore.program import TAIL_S, TERMINATE_EXIT_S
+    from harness.explore.rules import sigterm_restart
+
+    state = ExploreState()
+    connect_writer(state, via="proxy", http_share=0.0, delete_share=0.0)
+    sigterm_restart(state)  # at 0.5 s, restart 1 s after its exit
+    assert state.program.duration_s() >= 0.5 + TERMINATE_EXIT_S + 1.0 + TAIL_S

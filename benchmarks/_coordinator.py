@@ -69,6 +69,10 @@ class Coordinator:
         return self.process.port
 
     @property
+    def base_path(self) -> str:
+        return self.process.base_path
+
+    @property
     def ws_path(self) -> str:
         return self.process.base_path + "/ws"
 

@@ -28,7 +28,9 @@ from typing import Any
 
 from websockets.asyncio.client import connect
 
-from benchmarks._common import HOST, REPO, Coordinator, load_info, percentiles_ms, run_async
+from benchmarks._coordinator import Coordinator
+from benchmarks._measure import load_info, percentiles_ms
+from benchmarks._run import HOST, REPO, run_async
 from harness.load import wire
 from harness.load.profiles import MAX_RATE, LoadParams
 

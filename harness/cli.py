@@ -510,6 +510,26 @@ def _assignments(option: str, items: list[str]) -> dict[str, str]:
     return out
 
 
+def _managed_target_words(args: argparse.Namespace) -> list[str]:
+    """The options that start the server the harness manages (a command or an image), as given:
+    for the replay line and for the child runs of `suite --jobs` (which once lost an image)."""
+    command, image = getattr(args, "target_command", None), getattr(args, "target_image", None)
+    if not command and not image:
+        return []
+    words: list[str] = ["--target-command", str(command)] if command else ["--target-image", str(image)]
+    if image and args.target_image_args:
+        words += ["--target-image-args", args.target_image_args]
+    if image and args.target_image_port != 3000:
+        words += ["--target-image-port", str(args.target_image_port)]
+    if args.target_ready != "tcp":
+        words += ["--target-ready", args.target_ready]
+    for item in args.target_env:
+        words += ["--target-env", item]
+    for item in args.target_s3_env:
+        words += ["--target-s3-env", item]
+    return words
+
+
 def _forwarded_options(args: argparse.Namespace) -> list[str]:
     """The options of `harness suite` a child `harness run` takes as they were given (tokens
     by variable name stay names; a token given on the command line was on it already)."""
@@ -530,12 +550,7 @@ def _forwarded_options(args: argparse.Namespace) -> list[str]:
     for flag, value in values.items():
         if value is not None:
             words += [flag, str(value)]
-    if getattr(args, "target_command", None) is not None:
-        words += ["--target-command", args.target_command, "--target-ready", args.target_ready]
-        for item in args.target_env:
-            words += ["--target-env", item]
-        for item in args.target_s3_env:
-            words += ["--target-s3-env", item]
+    words += _managed_target_words(args)
     for flag in ("allow_remote", "keep_logs", "strict", "full_payloads"):
         if getattr(args, flag, False):
             words.append("--" + flag.replace("_", "-"))
@@ -625,26 +640,7 @@ def _rerun(path: str, seed: int, record: RunRecord, args: argparse.Namespace) ->
         words += ["--target", args.target]
     if args.target_profile:
         words += ["--target-profile", str(args.target_profile)]
-    if args.target_command:
-        words += ["--target-command", args.target_command]
-        if args.target_ready != "tcp":
-            words += ["--target-ready", args.target_ready]
-        for item in args.target_env:
-            words += ["--target-env", item]
-        for item in args.target_s3_env:
-            words += ["--target-s3-env", item]
-    if args.target_image:
-        words += ["--target-image", args.target_image]
-        if args.target_image_args:
-            words += ["--target-image-args", args.target_image_args]
-        if args.target_image_port != 3000:
-            words += ["--target-image-port", str(args.target_image_port)]
-        if args.target_ready != "tcp":
-            words += ["--target-ready", args.target_ready]
-        for item in args.target_env:
-            words += ["--target-env", item]
-        for item in args.target_s3_env:
-            words += ["--target-s3-env", item]
+    words += _managed_target_words(args)
     if args.database_prefix:
         words += ["--database-prefix", args.database_prefix]
     if args.token_env:

@@ -134,3 +134,22 @@ def test_suite_jobs_prints_what_a_sequential_suite_prints(tmp_path: Path) -> Non
     ]
     assert "summary: N scenarios: N pass" in parallel
     assert (tmp_path / "par").is_dir() and len(list((tmp_path / "par").glob("*-suite/index.html"))) == 1
+
+
+def test_child_runs_get_the_managed_target_whether_command_or_image() -> None:
+    """`suite --jobs` once forwarded --target-command but dropped --target-image: every child
+    then ran against the bundled coordinator instead of the container."""
+    from harness.cli import _forwarded_options, _parser
+
+    image = _parser().parse_args(
+        ["suite", "--jobs", "2", "--target-image", "reference", "--target-env", "A=1", "--target-ready", "/r"]
+    )
+    words = _forwarded_options(image)
+    assert words[words.index("--target-image") + 1] == "reference"
+    assert (
+        "--target-command" not in words
+        and ["--target-env", "A=1"] == words[words.index("--target-env") :][:2]
+    )
+    command = _parser().parse_args(["suite", "--target-command", "srv --port {port}"])
+    words = _forwarded_options(command)
+    assert words[words.index("--target-command") + 1] == "srv --port {port}" and "--target-image" not in words

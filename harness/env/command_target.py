@@ -109,6 +109,14 @@ def fill(text: str, values: Mapping[str, str]) -> str:
     return PLACEHOLDER_RE.sub(lambda m: values.get(m.group(1), m.group(0)), text)
 
 
+def fill_argv(argv: list[str] | tuple[str, ...], values: Mapping[str, str]) -> tuple[list[str], str | None]:
+    """`argv` with its placeholders filled, and the first known placeholder left without a
+    value (an S3 one in a run without S3), for the caller's error message."""
+    filled = [fill(arg, values) for arg in argv]
+    missing = [n for n in placeholders(filled) if n in PLACEHOLDERS]
+    return filled, missing[0] if missing else None
+
+
 class CommandTarget(Lifecycle):
     """A server command in a data dir of its own, reachable at `http_url`; the same surface as
     `CoordinatorProcess` for the faults, the observer and the runner."""
@@ -173,12 +181,10 @@ class CommandTarget(Lifecycle):
         return out
 
     def argv(self) -> list[str]:
-        values = self.values()
-        argv = [fill(arg, values) for arg in self.spec.argv]
-        missing = [n for n in placeholders(argv) if n in PLACEHOLDERS]
+        argv, missing = fill_argv(self.spec.argv, self.values())
         if missing:
             raise CommandTargetError(
-                f"server command `{self.command_line}`: no value for {{{missing[0]}}} "
+                f"server command `{self.command_line}`: no value for {{{missing}}} "
                 "(S3 placeholders need a scenario that asks for S3)"
             )
         return argv

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.env import resources
-from harness.env.command_target import PLACEHOLDERS, S3_PLACEHOLDERS, fill, placeholders
+from harness.env.command_target import S3_PLACEHOLDERS, fill, fill_argv, placeholders
 from harness.env.coordinator_process import LogRecord, S3Settings, read_log_lines
 from harness.env.ports import LOCALHOST, free_port
 from harness.env.process import Lifecycle, ProcessError, ProcessEvent
@@ -443,12 +443,10 @@ class ContainerTarget(Lifecycle):
     def command(self) -> list[str] | None:
         if self.spec.command is None:
             return None
-        values = self.values()
-        argv = [fill(arg, values) for arg in self.spec.command]
-        missing = [n for n in placeholders(argv) if n in PLACEHOLDERS]
+        argv, missing = fill_argv(self.spec.command, self.values())
         if missing:
             raise ContainerTargetError(
-                f"container {self.spec.image}: no value for {{{missing[0]}}} "
+                f"container {self.spec.image}: no value for {{{missing}}} "
                 "(S3 placeholders need a scenario that asks for S3)"
             )
         return argv

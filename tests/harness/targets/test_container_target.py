@@ -52,10 +52,14 @@ def engine() -> Iterator[tuple[Any, str]]:
     try:
         client = docker_client()
     except ImageError as exc:
+        # Justified skip: no engine on this machine (make test runs before CI's docker step
+        # starts one); the reason is printed, and `.ci/docker-tests` runs these with an engine.
         pytest.skip(f"container tests need a docker engine: {exc}")
     try:
         images = ensure(client)
     except ImageError as exc:
+        # Justified skip: an engine but no way to build the images (no Debian mirror for
+        # debootstrap); the reason is printed rather than the tests silently passing.
         pytest.skip(f"container tests need the images and they cannot be built here: {exc}")
     # dockerd adds its global FORWARD jumps with the first network it makes: do that once here,
     # so the iptables comparisons below see only what the harness's runs change
